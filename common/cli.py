@@ -1,0 +1,166 @@
+"""`tmrlx`: one entry point, one subcommand per role; every config key is a flag on every subcommand.
+
+Precedence: defaults < config.json < --config='{...}' < individual flags. Role modules are imported
+only when their subcommand runs, so `tmrlx actor` never imports JAX.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import importlib
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from common import paths
+from common.config import SCHEMA, Config, ConfigError, Key, load_config
+
+
+@dataclass(frozen=True)
+class Command:
+    """A subcommand: the module whose `run(cfg, args)` it calls (and `add_arguments(parser)` if any)."""
+
+    module: str
+    help: str
+    aliases: tuple[str, ...] = ()
+
+
+COMMANDS: dict[str, Command] = {
+    "broker": Command("broker.server", "route samples from actors to the learner and weights back", ("server",)),
+    "learner": Command("learner.main", "train SAC / REDQ-SAC on the samples the broker forwards", ("trainer",)),
+    "actor": Command("actor.main", "step the environment with the latest policy and send samples", ("worker",)),
+    "test": Command("actor.main", "run the deterministic policy and print episode returns (sends nothing)"),
+    "expert": Command("actor.main", "send samples from a fixed policy, ignoring weight updates"),
+    "install": Command("common.cli", "create the data folder and its default config.json"),
+    "config": Command("common.cli", "print the effective config (`tmrlx config show`)"),
+    "keys": Command("common.security", "generate CurveZMQ key pairs into a credentials folder"),
+    "record-reward": Command("actor.envs.record", "record one lap and save it as the reward trajectory"),
+    "check-environment": Command("actor.envs.check", "drive and show what the model sees, with rewards"),
+    "benchmark": Command("actor.envs.check", "run the environment with rtgym's benchmark and print timings"),
+    "demo": Command("common.demo", "broker + learner + 2 actors on this machine, training on the simulator"),
+    "plot": Command("common.plot", "draw the learning curves of one or more runs to a PNG"),
+}
+ALIASES = {alias: name for name, c in COMMANDS.items() for alias in c.aliases}
+
+
+def parse_value(text: str) -> Any:
+    """A JSON or Python literal (never evaluated as code); anything else is a plain string."""
+    for parse in (json.loads, ast.literal_eval):
+        try:
+            return parse(text)
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            continue
+    return text
+
+
+def _flag_value(key: Key, raw: Any) -> Any:
+    if key.type is str:
+        return raw
+    if key.type is list:
+        return [parse_value(x) for x in raw]
+    if key.type is bool and isinstance(raw, str) and raw.lower() in ("yes", "no", "on", "off"):
+        return raw.lower() in ("yes", "on")
+    value = parse_value(raw) if isinstance(raw, str) else raw
+    return value
+
+
+def add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per schema key, generated, never written by hand."""
+    group = parser.add_argument_group("config keys (override config.json)")
+    group.add_argument("--config-file", type=Path, default=None,
+                       help="config.json to read (default: the data folder's config/config.json)")
+    group.add_argument("--config", dest="config_literal", default=None, metavar="'{...}'",
+                       help="overrides as a JSON or Python dict literal, e.g. '{\"ALG\": {\"ALGORITHM\": \"REDQSAC\"}}'")
+    for key in SCHEMA:
+        if key.path == "__VERSION__":
+            continue
+        kwargs: dict[str, Any] = {"dest": "key:" + key.path, "default": None,
+                                  "help": f"{key.help} (default: {json.dumps(key.default)})"}
+        if key.type is bool:
+            kwargs.update(nargs="?", const="true", metavar="BOOL")
+        elif key.type is list:
+            kwargs.update(nargs=2, metavar=("B1", "B2"))
+        else:
+            kwargs["metavar"] = {str: "TEXT", int: "INT", dict: "JSON"}.get(key.type, "NUM")  # type: ignore[call-overload]
+        flags = [key.flag]
+        if "." in key.path:
+            flags.append("--" + key.path.lower())
+        group.add_argument(*flags, **kwargs)
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    """Defaults < config.json < --config < individual flags, each layer validated."""
+    path = args.config_file
+    if path is None and paths.config_path().exists():
+        path = paths.config_path()
+    cfg = load_config(path)
+    if args.config_literal:
+        literal = parse_value(args.config_literal)
+        if not isinstance(literal, dict):
+            raise ConfigError(f"--config has value {args.config_literal!r}: expected a dict literal such as "
+                              "'{\"BATCH_SIZE\": 256}'")
+        cfg = cfg.replace(literal)
+    flags: dict = {}
+    for key in SCHEMA:
+        raw = getattr(args, "key:" + key.path, None)
+        if raw is not None:
+            node = flags
+            *parents, leaf = key.path.split(".")
+            for p in parents:
+                node = node.setdefault(p, {})
+            node[leaf] = _flag_value(key, raw)
+    return cfg.replace(flags) if flags else cfg
+
+
+def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tmrlx", description="Distributed real-time reinforcement learning (TMRL on JAX + ZeroMQ).",
+        epilog="Every config.json key is a flag on every subcommand: `tmrlx learner --help` lists them.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, command in COMMANDS.items():
+        p = sub.add_parser(name, aliases=list(command.aliases), help=command.help, description=command.help)
+        if name == "config":
+            p.add_argument("action", choices=["show"], help="what to do with the config")
+        add_config_flags(p)
+        if name == selected and command.module != __name__:
+            module = importlib.import_module(command.module)
+            if hasattr(module, "add_arguments"):
+                module.add_arguments(p, name)
+    return parser
+
+
+def _selected(argv: Sequence[str]) -> str | None:
+    for token in argv:
+        if not token.startswith("-"):
+            return ALIASES.get(token, token) if ALIASES.get(token, token) in COMMANDS else None
+    return None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    selected = _selected(argv)
+    try:
+        args = build_parser(selected).parse_args(argv)
+        args.command = ALIASES.get(args.command, args.command)
+        if args.command == "install":
+            paths.install()
+            return 0
+        cfg = config_from_args(args)
+        if args.command == "config":
+            print(cfg.to_json())
+            return 0
+        module = importlib.import_module(COMMANDS[args.command].module)
+        return int(module.run(cfg, args) or 0)
+    except ConfigError as e:
+        print(f"tmrlx: config error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
