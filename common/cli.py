@@ -116,6 +116,15 @@ def config_from_args(args: argparse.Namespace) -> Config:
     return cfg.replace(flags) if flags else cfg
 
 
+def config_table() -> str:
+    """Markdown table of every key, its flag, default and meaning (docs/config.md is this output)."""
+    rows = ["| key | flag | default | meaning in tmrlx |", "|---|---|---|---|"]
+    for key in SCHEMA:
+        flag = "" if key.path == "__VERSION__" else f"`{key.flag}`"
+        rows.append(f"| `{key.path}` | {flag} | `{json.dumps(key.default)}` | {key.help} |")
+    return "\n".join(rows)
+
+
 def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tmrlx", description="Distributed real-time reinforcement learning (TMRL on JAX + ZeroMQ).",
@@ -124,7 +133,8 @@ def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
     for name, command in COMMANDS.items():
         p = sub.add_parser(name, aliases=list(command.aliases), help=command.help, description=command.help)
         if name == "config":
-            p.add_argument("action", choices=["show"], help="what to do with the config")
+            p.add_argument("action", choices=["show", "table"],
+                           help="show: print the effective config; table: print every key as a Markdown table")
         add_config_flags(p)
         if name == selected and command.module != __name__:
             module = importlib.import_module(command.module)
@@ -151,7 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         cfg = config_from_args(args)
         if args.command == "config":
-            print(cfg.to_json())
+            print(cfg.to_json() if args.action == "show" else config_table())
             return 0
         module = importlib.import_module(COMMANDS[args.command].module)
         return int(module.run(cfg, args) or 0)

@@ -179,3 +179,9 @@ def test_install_is_idempotent_and_keeps_user_config(tmp_path, monkeypatch, caps
     capsys.readouterr()
     assert main(["config", "show"]) == 0  # the data folder's config is the default config file
     assert json.loads(capsys.readouterr().out)["BATCH_SIZE"] == 7
+
+
+def test_docs_config_table_is_current(capsys):
+    assert main(["config", "table"]) == 0
+    table = capsys.readouterr().out.strip()
+    assert table in (ROOT / "docs" / "config.md").read_text(), "regenerate docs/config.md with `tmrlx config table`"
