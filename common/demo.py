@@ -1,0 +1,176 @@
+"""`tmrlx demo`: a broker, a learner and two actors as separate processes on this machine.
+
+Trains on the built-in simulator with the demo config (`resources/config_demo.json` of the data
+folder), shows one live status line, stops when the agent finishes the track in 3 of the last 5
+episodes (or after `--minutes`), and writes the learning curve PNG. Ctrl+C stops every process
+cleanly (the learner checkpoints); running it again resumes. A child that dies is reported with
+the end of its log and the others are stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from common import paths
+from common.config import Config, load_config
+
+DEMO_CONFIG = "config_demo.json"
+
+
+def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
+    parser.add_argument("--minutes", type=float, default=20.0, help="stop after this many minutes of training")
+    parser.add_argument("--actors", type=int, default=2, help="number of actor processes")
+    parser.add_argument("--until-solved", type=int, default=3, metavar="K",
+                        help="stop once K of the last 5 episodes crossed the finish line (0: never)")
+
+
+@dataclass
+class Child:
+    """One role process and the log file it writes to."""
+
+    name: str
+    proc: subprocess.Popen
+    log_path: Path
+    log: IO = field(repr=False)
+
+    def tail(self, lines: int = 15) -> str:
+        text = self.log_path.read_text(errors="replace").strip().splitlines()
+        return "\n".join("    " + line for line in text[-lines:])
+
+
+def demo_config(args: argparse.Namespace) -> Config:
+    """The demo file (unless --config-file is given), then --config and individual flags on top."""
+    from common.cli import config_from_args
+
+    if args.config_file is None:
+        paths.install(quiet=True)
+        args.config_file = paths.data_dir() / "resources" / DEMO_CONFIG
+    return config_from_args(args)
+
+
+def _spawn(name: str, role: list[str], cfg_file: Path, run_dir: Path) -> Child:
+    log_path = run_dir / f"{name}.log"
+    log = open(log_path, "a")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TMRLX_CHILD": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "common.cli", *role, "--config-file", str(cfg_file)],
+                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                            start_new_session=True)
+    return Child(name, proc, log_path, log)
+
+
+def _stop(children: list[Child], timeout: float = 60.0) -> None:
+    """SIGINT actors first, then the learner (it checkpoints), then the broker; kill stragglers."""
+    for group in (("actor",), ("learner",), ("broker",)):
+        batch = [c for c in children if c.name.startswith(group) and c.proc.poll() is None]
+        for c in batch:
+            c.proc.send_signal(signal.SIGINT)
+        deadline = time.monotonic() + timeout
+        for c in batch:
+            try:
+                c.proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                print(f"\n{c.name} did not stop in {timeout:.0f} s: killing it", file=sys.stderr)
+                c.proc.kill()
+                c.proc.wait()
+    for c in children:
+        c.log.close()
+
+
+def _read_jsonl(path: Path, offset: int) -> tuple[list[dict], int]:
+    """New complete records of a JSONL file since `offset` (a half-written last line waits)."""
+    if not path.exists():
+        return [], offset
+    with open(path, "rb") as f:
+        f.seek(offset)
+        data = f.read()
+    end = data.rfind(b"\n") + 1
+    records = []
+    for line in data[:end].splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records, offset + end
+
+
+class Progress:
+    """Follows the learner's round metrics and episode log; renders one status line."""
+
+    def __init__(self, run_dir: Path):
+        self.rounds_path = run_dir / "metrics.jsonl"
+        self.episodes_path = run_dir / "episodes.jsonl"
+        self.offsets = [0, 0]
+        self.last: dict = {}
+        self.episodes: list[dict] = []
+
+    def poll(self) -> None:
+        rounds, self.offsets[0] = _read_jsonl(self.rounds_path, self.offsets[0])
+        if rounds:
+            self.last = rounds[-1]
+        eps, self.offsets[1] = _read_jsonl(self.episodes_path, self.offsets[1])
+        self.episodes.extend(eps)
+
+    def finishes(self, last: int = 5) -> int:
+        return sum(bool(e.get("finished")) for e in self.episodes[-last:])
+
+    def line(self, elapsed: float) -> str:
+        m, recent = self.last, self.episodes[-10:]
+        ret = sum(e["return"] for e in recent) / len(recent) if recent else float("nan")
+        prog = max((e.get("progress", 0.0) for e in recent), default=0.0)
+        return (f"{elapsed / 60:5.1f} min | env steps {m.get('samples_received', 0):>8} | "
+                f"samples/s {m.get('samples_per_s', 0):7.1f} | updates {m.get('updates', 0):>7} "
+                f"({m.get('updates_per_s', 0):6.1f}/s) | episodes {len(self.episodes):>4} | "
+                f"return(10) {ret:7.1f} | track {100 * prog:5.1f}% | finished {self.finishes()}/5")
+
+
+def run(cfg: Config, args: argparse.Namespace) -> int:
+    cfg = demo_config(args)
+    run_dir = paths.logs_dir() / cfg.RUN_NAME
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cfg_file = run_dir / "demo-config.json"
+    cfg_file.write_text(cfg.to_json())
+    load_config(cfg_file)  # what the children will read must validate
+    print(f"tmrlx demo: run {cfg.RUN_NAME!r} on {cfg.ENV.RTGYM_INTERFACE}, logs in {run_dir}")
+    children = [_spawn("broker", ["broker"], cfg_file, run_dir)]
+    time.sleep(0.5)
+    children.append(_spawn("learner", ["learner"], cfg_file, run_dir))
+    children += [_spawn(f"actor{i}", ["actor"], cfg_file, run_dir) for i in range(args.actors)]
+    progress, start, status = Progress(run_dir), time.monotonic(), 0
+    try:
+        while True:
+            time.sleep(1.0)
+            progress.poll()
+            elapsed = time.monotonic() - start
+            print("\r" + progress.line(elapsed), end="", flush=True)
+            dead = [c for c in children if c.proc.poll() is not None]
+            if dead:
+                for c in dead:
+                    print(f"\n{c.name} exited with code {c.proc.returncode}; end of {c.log_path}:\n{c.tail()}",
+                          file=sys.stderr)
+                status = 1
+                break
+            if args.until_solved and progress.finishes() >= args.until_solved:
+                print(f"\nsolved: the car finished the track in {progress.finishes()} of the last 5 episodes")
+                break
+            if elapsed > 60 * args.minutes:
+                print(f"\nstopping after {args.minutes:g} minutes")
+                break
+    except KeyboardInterrupt:
+        print("\nstopping (Ctrl+C): the learner saves a checkpoint; run the demo again to resume")
+        status = 130
+    finally:
+        _stop(children)
+    from common.plot import plot_runs
+
+    png = plot_runs([cfg.RUN_NAME], run_dir / "learning_curve.png")
+    print(f"learning curve: {png}")
+    return status
