@@ -1,0 +1,172 @@
+"""Flax actor and critics on the shared observation layout (docs/architecture.md, "Weights on the wire").
+
+The actor's parameter names and maths are a contract with the NumPy policy in `actor/policy.py`:
+top-level modules `conv_i` (kernel HWIO, bias), `hidden_0`, `hidden_1`, `mu`, `log_std`. Convolutions
+are computed as patches + one matmul, because XLA's CPU convolution backward is ~4x slower than a
+matmul of the same size; the kernels are still stored HWIO so exporting them needs no transpose.
+
+Building and running the actor::
+
+    from common.specs import spec_from_config
+    from learner.networks import Actor, Arch, deterministic_action, dummy_inputs, squashed_sample
+
+    spec = spec_from_config(cfg)
+    arch = Arch.for_spec(spec)                     # or Arch.from_dict(meta["arch"])
+    actor = Actor(spec, arch)
+    params = actor.init(jax.random.key(0), dummy_inputs(spec, batch=1))
+    x = spec.normalise(parts)                      # parts batched: {component: (B, ...), "act_buf": (B, L, A)}
+    mu, log_std = actor.apply(params, x)
+    a_det = deterministic_action(mu)               # tanh(mu)
+    a, logp = squashed_sample(mu, log_std, eps)    # tanh(mu + exp(log_std) * eps), eps ~ N(0, 1) given
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from common.specs import Component, ObsSpec
+
+TMRL_CONVS = ((64, 8, 2), (64, 4, 2), (128, 4, 2), (128, 4, 2))
+
+
+@dataclass(frozen=True)
+class Arch:
+    """Network sizes; `to_dict()` is the `arch` meta that travels with the weights."""
+
+    type: str = "mlp"
+    hidden: tuple[int, ...] = (256, 256)
+    convs: tuple[tuple[int, int, int], ...] = TMRL_CONVS
+    log_std_min: float = -20.0
+    log_std_max: float = 2.0
+
+    @classmethod
+    def for_spec(cls, spec: ObsSpec, hidden: tuple[int, ...] = (256, 256)) -> Arch:
+        """TMRL's sizes: the VanillaCNN trunk when the observation has an image, else the lidar MLP."""
+        return cls("cnn" if spec.has_image else "mlp", tuple(hidden))
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Arch:
+        return cls(str(d["type"]), tuple(int(h) for h in d["hidden"]), tuple(tuple(int(v) for v in c) for c in d["convs"]),
+                   float(d["log_std_min"]), float(d["log_std_max"]))
+
+    def to_dict(self) -> dict:
+        return {"type": self.type, "hidden": list(self.hidden), "convs": [list(c) for c in self.convs],
+                "log_std_min": self.log_std_min, "log_std_max": self.log_std_max}
+
+
+def image_to_nhwc(v: jnp.ndarray, comp: Component) -> jnp.ndarray:
+    """(B, H, h, w[, 3]) history-major -> (B, h, w, channels); no history axis when `history == 1`."""
+    if comp.history == 1:
+        v = v[:, None]
+    if len(comp.shape) == 3:  # colour: history-major channels H*3
+        b, hist, h, w, c = v.shape
+        return jnp.transpose(v, (0, 2, 3, 1, 4)).reshape(b, h, w, hist * c)
+    return jnp.transpose(v, (0, 2, 3, 1))
+
+
+def patches(x: jnp.ndarray, k: int, s: int) -> jnp.ndarray:
+    """VALID k x k patches with stride s of NHWC `x`, features ordered (kh, kw, c) like an HWIO kernel."""
+    _, h, w, _ = x.shape
+    oh, ow = (h - k) // s + 1, (w - k) // s + 1
+    cols = [x[:, i:i + s * (oh - 1) + 1:s, j:j + s * (ow - 1) + 1:s, :] for i in range(k) for j in range(k)]
+    return jnp.concatenate(cols, axis=-1)
+
+
+class PatchConv(nn.Module):
+    """A VALID, strided 2-D convolution as patches @ kernel (HWIO parameters, like `nn.Conv`)."""
+
+    features: int
+    kernel: int
+    stride: int
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+        cin = x.shape[-1]
+        kernel = self.param("kernel", nn.initializers.lecun_normal(), (self.kernel, self.kernel, cin, self.features))
+        bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
+        p = patches(x, self.kernel, self.stride)
+        return p @ kernel.reshape(-1, self.features) + bias
+
+
+def features(spec: ObsSpec, arch: Arch, x: Mapping[str, jnp.ndarray]) -> jnp.ndarray:
+    """Concat(conv features, non-image components flattened in spec order, act_buf); call inside a compact module."""
+    conv_feats, flat = [], []
+    for comp in spec.components:
+        v = x[comp.name]
+        b = v.shape[0]
+        if comp.is_image:
+            if conv_feats:
+                raise ValueError("the networks support one image component per observation")
+            h = image_to_nhwc(v, comp)
+            for i, (out, k, s) in enumerate(arch.convs):
+                h = nn.relu(PatchConv(out, k, s, name=f"conv_{i}")(h))
+            conv_feats.append(h.reshape(b, -1))
+        else:
+            flat.append(v.reshape(b, -1))
+    act_buf = x["act_buf"]
+    flat.append(act_buf.reshape(act_buf.shape[0], -1))
+    return jnp.concatenate(conv_feats + flat, axis=-1)
+
+
+class Actor(nn.Module):
+    """Squashed-Gaussian policy head: returns (mu, log_std clipped to [log_std_min, log_std_max])."""
+
+    spec: ObsSpec
+    arch: Arch
+
+    @nn.compact
+    def __call__(self, x: Mapping[str, jnp.ndarray]) -> tuple[jnp.ndarray, jnp.ndarray]:
+        h = features(self.spec, self.arch, x)
+        for i, width in enumerate(self.arch.hidden):
+            h = nn.relu(nn.Dense(width, name=f"hidden_{i}")(h))
+        mu = nn.Dense(self.spec.act_dim, name="mu")(h)
+        log_std = nn.Dense(self.spec.act_dim, name="log_std")(h)
+        return mu, jnp.clip(log_std, self.arch.log_std_min, self.arch.log_std_max)
+
+
+class Critic(nn.Module):
+    """Q(o, a) with its own trunk (TMRL: actor and critics share no conv)."""
+
+    spec: ObsSpec
+    arch: Arch
+
+    @nn.compact
+    def __call__(self, x: Mapping[str, jnp.ndarray], a: jnp.ndarray) -> jnp.ndarray:
+        h = jnp.concatenate([features(self.spec, self.arch, x), a], axis=-1)
+        for i, width in enumerate(self.arch.hidden):
+            h = nn.relu(nn.Dense(width, name=f"hidden_{i}")(h))
+        return nn.Dense(1, name="q")(h)[..., 0]
+
+
+def critic_ensemble(spec: ObsSpec, arch: Arch, n: int) -> nn.Module:
+    """`n` critics as one stacked parameter set, evaluated with `vmap`: apply(p, x, a) -> (n, B)."""
+    ensemble = nn.vmap(Critic, variable_axes={"params": 0}, split_rngs={"params": True},
+                       in_axes=None, out_axes=0, axis_size=n)
+    return ensemble(spec, arch)
+
+
+def deterministic_action(mu: jnp.ndarray) -> jnp.ndarray:
+    return jnp.tanh(mu)
+
+
+def squashed_sample(mu: jnp.ndarray, log_std: jnp.ndarray, eps: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """tanh(mu + std * eps) and its log-probability (TMRL's numerically stable tanh correction)."""
+    u = mu + jnp.exp(log_std) * eps
+    logp = jnp.sum(-0.5 * eps**2 - log_std - 0.5 * math.log(2 * math.pi), axis=-1)
+    logp -= jnp.sum(2.0 * (math.log(2.0) - u - jax.nn.softplus(-2.0 * u)), axis=-1)
+    return jnp.tanh(u), logp
+
+
+def dummy_inputs(spec: ObsSpec, batch: int = 1) -> dict[str, np.ndarray]:
+    """Zero network inputs of the right shapes (for `init`)."""
+    x = {c.name: np.zeros((batch, *c.obs_shape), np.float32) for c in spec.components}
+    x["act_buf"] = np.zeros((batch, spec.act_buf_len, spec.act_dim), np.float32)
+    return x

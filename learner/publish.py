@@ -1,0 +1,39 @@
+"""Actor weights as the flat NumPy map the actors run directly (docs/architecture.md, "Weights on the wire")."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import numpy as np
+
+from common.specs import ObsSpec
+from learner.networks import Arch
+
+
+def actor_weights(params: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """Flax actor variables (`{"params": {...}}` or the inner dict) -> {"hidden_0/kernel": float32 array, ...}."""
+    tree = params.get("params", params)
+    out = {}
+    for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
+        name = "/".join(str(k.key) for k in path)
+        out[name] = np.asarray(jax.device_get(leaf), dtype=np.float32)
+    return out
+
+
+def params_from_weights(weights: Mapping[str, np.ndarray]) -> dict[str, Any]:
+    """The inverse of `actor_weights`: a flat map back to Flax variables `{"params": {...}}`."""
+    tree: dict[str, Any] = {}
+    for name, value in weights.items():
+        node = tree
+        *parents, leaf = name.split("/")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = np.asarray(value, np.float32)
+    return {"params": tree}
+
+
+def weights_meta(spec: ObsSpec, arch: Arch) -> dict:
+    """The `meta` published with the weights: how to rebuild the actor."""
+    return {"arch": arch.to_dict(), "spec": spec.to_dict()}

@@ -1,0 +1,78 @@
+"""The Flax networks honour the weights contract and compute what TMRL's do."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from common.config import load_config
+from common.specs import spec_from_config
+from learner.networks import Actor, Arch, critic_ensemble, deterministic_action, dummy_inputs, patches, squashed_sample
+from learner.publish import actor_weights, params_from_weights, weights_meta
+
+
+def _spec(interface: str):
+    return spec_from_config(load_config(overrides={"ENV": {"RTGYM_INTERFACE": interface}}))
+
+
+def test_patch_conv_matches_xla_convolution():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2, 13, 13, 5)).astype(np.float32)
+    k = rng.normal(size=(4, 4, 5, 7)).astype(np.float32)
+    ref = jax.lax.conv_general_dilated(x, k, (2, 2), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    got = patches(jnp.asarray(x), 4, 2) @ k.reshape(-1, 7)
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("interface,n_params", [("TM20LIDAR", 83), ("TM20FULL", 137)])
+def test_actor_parameter_names_and_tmrl_sizes(interface, n_params):
+    spec = _spec(interface)
+    arch = Arch.for_spec(spec)
+    params = jax.jit(Actor(spec, arch).init)(jax.random.key(0), dummy_inputs(spec, 2))
+    w = actor_weights(params)
+    convs = [f"conv_{i}/{p}" for i in range(4) for p in ("kernel", "bias")] if arch.type == "cnn" else []
+    assert set(w) == set(convs + [f"{m}/{p}" for m in ("hidden_0", "hidden_1", "mu", "log_std") for p in ("kernel", "bias")])
+    assert w["hidden_0/kernel"].shape == (n_params, 256)
+    assert w["mu/kernel"].shape == (256, 3)
+    if convs:
+        assert w["conv_0/kernel"].shape == (8, 8, 4, 64) and w["conv_3/kernel"].shape == (4, 4, 128, 128)
+    assert all(v.dtype == np.float32 for v in w.values())
+    assert Arch.from_dict(weights_meta(spec, arch)["arch"]) == arch
+
+
+def test_weights_round_trip_gives_the_same_actor():
+    spec = _spec("TM20FULL")
+    arch = Arch.for_spec(spec, hidden=(32, 32))
+    actor = Actor(spec, arch)
+    params = jax.jit(actor.init)(jax.random.key(1), dummy_inputs(spec))
+    x = dummy_inputs(spec, 3)
+    x["images"] = np.random.default_rng(0).random(x["images"].shape, dtype=np.float32)
+    apply = jax.jit(actor.apply)
+    mu, log_std = apply(params, x)
+    mu2, log_std2 = apply(params_from_weights(actor_weights(params)), x)
+    np.testing.assert_array_equal(mu, mu2)
+    np.testing.assert_array_equal(log_std, log_std2)
+    assert np.all(log_std >= arch.log_std_min) and np.all(log_std <= arch.log_std_max)
+
+
+def test_squashed_sample_log_prob_matches_change_of_variables():
+    rng = np.random.default_rng(0)
+    mu, log_std, eps = (rng.normal(size=(5, 2)).astype(np.float32) for _ in range(3))
+    a, logp = squashed_sample(mu, log_std, eps)
+    u = mu + np.exp(log_std) * eps
+    normal = np.sum(-0.5 * eps**2 - log_std - 0.5 * np.log(2 * np.pi), -1)
+    ref = normal - np.sum(np.log(1 - np.tanh(u) ** 2), -1)
+    np.testing.assert_allclose(logp, ref, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(a, np.tanh(u), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(deterministic_action(mu), np.tanh(mu))
+
+
+def test_critic_ensemble_members_differ_and_stack():
+    spec = _spec("TM20LIDAR")
+    ens = critic_ensemble(spec, Arch.for_spec(spec, hidden=(16, 16)), 5)
+    x = dummy_inputs(spec, 4)
+    x["lidar"] += 1.0
+    params = ens.init(jax.random.key(0), x, jnp.zeros((4, 3)))
+    q = ens.apply(params, x, jnp.zeros((4, 3)))
+    assert q.shape == (5, 4)
+    assert len(np.unique(np.round(np.asarray(q[:, 0]), 6))) == 5
