@@ -1,0 +1,400 @@
+"""The broker (TMRL's `Server`): one ROUTER socket routes samples actor -> learner and weights back.
+
+Samples wait in a FIFO bounded by BUFFERS_MAXLEN rows (oldest dropped, counted) and go to the
+learner as it grants credit; actors get credit back per chunk handled, acked by sequence number so
+a resent chunk is recognised. The latest weights sit in one slot and reach every actor on connect
+and on change. Every send is non-blocking: a slow or dead peer never stalls the loop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+import time
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import zmq
+from zmq.utils.monitor import recv_monitor_message
+
+from broker.status import Status
+from common import security
+from common.codec import Decoded, ProtocolError
+from common.config import Config
+from common.liveness import HEARTBEAT_S, MISSES, Clock, Liveness
+from common.protocol import ROLES, MsgType, check_chunk, chunk_fields, error, make, parse
+from common.specs import spec_from_config
+
+log = logging.getLogger("tmrlx.broker")
+Frames = list[Any]
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+MAX_PENDING = 1024
+MAX_SESSIONS = 4096
+
+
+@dataclass
+class Handshake:
+    """A client between HELLO and AUTH."""
+
+    role: str
+    session: str
+    address: str
+    client_nonce: bytes
+    server_nonce: bytes
+    policy_version: int
+    started: float
+
+
+@dataclass
+class Peer:
+    """An authenticated actor or learner."""
+
+    role: str
+    session: str
+    address: str
+    live: Liveness
+    policy_version: int = -1  # actor: the weights version it holds
+    credit: int = 0  # learner: chunks it can still take
+    owed: int = 0  # actor: chunks handled since its last CREDIT
+    ack: int = -1  # actor: highest chunk seq handled
+    info: dict = field(default_factory=dict)
+
+
+class Broker:
+    """Run in-process with `serve_forever()` (stop with `stop()`), or from the CLI with `run`."""
+
+    def __init__(self, cfg: Config, *, host: str = "0.0.0.0", port: int | None = None, heartbeat_s: float = HEARTBEAT_S,
+                 actor_window: int = 16, clock: Clock = time.monotonic):
+        self.cfg = cfg
+        spec = spec_from_config(cfg)
+        self._fields, self._spec_hash = chunk_fields(spec), spec.hash()
+        self._key = security.auth_key(cfg.PASSWORD)
+        self._hb, self._clock, self._window = heartbeat_s, clock, actor_window
+        self._ctx = zmq.Context()
+        self._zap: security.ZapHandler | None = None
+        self._monitor: zmq.Socket | None = None
+        self.sock = self._ctx.socket(zmq.ROUTER)
+        self.sock.router_mandatory = 1
+        self.sock.linger = 0
+        self.sock.maxmsgsize = cfg.BUFFER_SIZE
+        if cfg.TLS:
+            keys = security.curve_keys(cfg, server=True)
+            self._zap = security.ZapHandler(self._ctx, keys.allowed)
+            security.secure_server(self.sock, keys)
+            self._monitor = self.sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_AUTH)
+        port = cfg.PORT if port is None else port
+        self.sock.bind(f"tcp://{host}:{port or '*'}")
+        self.host, self.port = host, int(self.sock.last_endpoint.rsplit(b":", 1)[1])
+        self.peers: dict[bytes, Peer] = {}
+        self._pending: OrderedDict[bytes, Handshake] = OrderedDict()
+        self._learner: bytes | None = None
+        self._buffer: deque[tuple[int, Frames, int]] = deque()  # rows, frames, bytes
+        self._buffered = 0
+        self._weights: tuple[int, Frames] | None = None
+        self._episodes: deque[Frames] = deque(maxlen=1000)
+        self._seen: OrderedDict[str, int] = OrderedDict()
+        self.counts = dict.fromkeys(("samples_in", "bytes_in", "samples_out", "bytes_out", "chunks_in", "chunks_out",
+                                     "dropped", "duplicates", "rejected", "refused"), 0)
+        self._stop = threading.Event()
+        self._warned: dict[str, float] = {}
+        if not cfg.TLS and host not in LOOPBACK:
+            log.warning("TLS is false: samples, weights and handshakes travel in clear on %s:%d "
+                        "(set TLS true to encrypt them with CurveZMQ)", host, self.port)
+
+    # ---- public
+    def stop(self) -> None:
+        self._stop.set()
+
+    def close(self) -> None:
+        if self._zap is not None:
+            self._zap.close()
+        if self._monitor is not None:
+            self.sock.disable_monitor()
+            self._monitor.close(linger=0)
+        self.sock.close(linger=0)
+        self._ctx.term()
+
+    def stats(self) -> dict[str, Any]:
+        """Counters plus connected actors, learner presence, buffered rows and the weights version."""
+        actors = sum(p.role == "actor" for p in self.peers.values())
+        return {**self.counts, "actors": actors, "learner": self._learner is not None, "buffered": self._buffered,
+                "weights_version": self._weights[0] if self._weights else None}
+
+    def serve_forever(self, stop_event: threading.Event | None = None, on_status: Any = None,
+                      status_every: float = 1.0) -> None:
+        """Serve until `stop()` (or `stop_event`); `on_status(line)` gets the live one-line status."""
+        poller = zmq.Poller()
+        poller.register(self.sock, zmq.POLLIN)
+        if self._zap is not None and self._monitor is not None:
+            poller.register(self._zap.socket, zmq.POLLIN)
+            poller.register(self._monitor, zmq.POLLIN)
+        status = Status(self.stats, self._clock)
+        next_chores = next_status = self._clock()
+        while not (self._stop.is_set() or (stop_event is not None and stop_event.is_set())):
+            events = dict(poller.poll(min(100.0, self._hb * 250)))
+            if self._zap is not None and self._zap.socket in events:
+                self._authenticate()
+            if self._monitor is not None and self._monitor in events:
+                self._handshake_failed()
+            if self.sock in events:
+                self._receive()
+            self._flush()
+            now = self._clock()
+            if now >= next_chores:
+                self._chores()
+                next_chores = now + self._hb / 4
+            if on_status is not None and now >= next_status:
+                on_status(status.line())
+                next_status = now + status_every
+
+    # ---- receiving
+    def _authenticate(self) -> None:
+        ok, address = self._zap.handle()  # type: ignore[union-attr]
+        if not ok:
+            self.counts["refused"] += 1
+            self._warn("zap", f"refused a CurveZMQ connection from {address}: its key is not allowed "
+                              "(wrong PASSWORD or TLS_CREDENTIALS_DIRECTORY)")
+
+    def _handshake_failed(self) -> None:
+        recv_monitor_message(self._monitor)  # type: ignore[arg-type]
+        self.counts["refused"] += 1
+        self._warn("curve", "a client's CurveZMQ handshake failed: it uses other keys (wrong PASSWORD or "
+                            "TLS_CREDENTIALS_DIRECTORY)")
+
+    def _receive(self) -> None:
+        for _ in range(1000):
+            try:
+                ident, *frames = self.sock.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+            self._handle(ident.bytes, frames)
+
+    def _handle(self, ident: bytes, frames: Frames) -> None:
+        peer = self.peers.get(ident)
+        if peer is not None:
+            peer.live.received()
+        try:
+            mtype, msg = parse(frames, self.cfg.BUFFER_SIZE)
+        except ProtocolError as e:
+            self._reject(ident, peer, e.reason, fatal=e.fatal)
+            return
+        if mtype is MsgType.HELLO:
+            self._hello(ident, frames[0], msg.header)
+        elif mtype is MsgType.AUTH:
+            self._auth(ident, msg.header)
+        elif peer is None:
+            self._send(ident, error("unknown peer (did the broker restart?): say HELLO first", retry=True))
+        elif mtype is MsgType.SAMPLES and peer.role == "actor":
+            self._samples(ident, peer, msg)
+        elif mtype is MsgType.EPISODE and peer.role == "actor":
+            self._episodes.append(frames)
+        elif mtype is MsgType.CREDIT and peer.role == "learner":
+            peer.credit += max(0, msg.header["n"])
+        elif mtype is MsgType.WEIGHTS and peer.role == "learner":
+            self._store_weights(ident, peer, msg)
+        elif mtype is MsgType.BYE:
+            self._forget(ident, "left")
+        elif mtype is not MsgType.HEARTBEAT:
+            self._reject(ident, peer, f"{mtype.name} is not expected from a {peer.role}")
+
+    def _reject(self, ident: bytes, peer: Peer | None, reason: str, fatal: bool = False) -> None:
+        self.counts["rejected"] += 1
+        who = f"{peer.role} {peer.session}" if peer else "an unknown peer"
+        self._warn("reject", f"rejected a message from {who}: {reason}")
+        self._send(ident, error(reason, fatal=fatal))
+
+    def _hello(self, ident: bytes, first: Any, h: dict) -> None:
+        address = _peer_address(first)
+        if h["role"] not in ROLES:
+            return self._refuse(ident, address, h, f"role {h['role']!r} is not one of {ROLES}")
+        if h["spec_hash"] != self._spec_hash:
+            return self._refuse(ident, address, h, f"its observation layout (spec {h['spec_hash']}) differs from the "
+                                                   f"broker's ({self._spec_hash}): ENV settings must match on every machine")
+        while len(self._pending) >= MAX_PENDING:
+            self._pending.popitem(last=False)
+        hs = Handshake(h["role"], h["session"], address, h["nonce"], security.nonce(), h["policy_version"], self._clock())
+        self._pending[ident] = hs
+        self._send(ident, make(MsgType.CHALLENGE, {"nonce": hs.server_nonce}))
+
+    def _refuse(self, ident: bytes, address: str, h: dict, reason: str, fatal: bool = True) -> None:
+        self.counts["refused"] += 1
+        self._warn(f"refuse:{reason[:20]}", f"refused {h.get('role')} {h.get('session')} from {address}: {reason}")
+        self._send(ident, error(reason, fatal=fatal))
+
+    def _auth(self, ident: bytes, h: dict) -> None:
+        hs = self._pending.pop(ident, None)
+        if hs is None:
+            self._send(ident, error("AUTH without HELLO: say HELLO first", retry=True))
+            return
+        hd = {"role": hs.role, "session": hs.session}
+        if not security.verify(self._key, h["mac"], "client", hs.client_nonce, hs.server_nonce, hs.session, hs.role):
+            return self._refuse(ident, hs.address, hd, "wrong PASSWORD (it must match on every machine)")
+        for old, p in list(self.peers.items()):
+            if p.session == hs.session:
+                self._forget(old, None)
+        if hs.role == "learner" and self._learner is not None:
+            other = self.peers[self._learner].session
+            return self._refuse(ident, hs.address, hd, f"another learner ({other}) is connected; retrying", fatal=False)
+        actors = sum(p.role == "actor" for p in self.peers.values())
+        if hs.role == "actor" and self.cfg.NB_WORKERS != -1 and actors >= self.cfg.NB_WORKERS:
+            return self._refuse(ident, hs.address, hd, f"NB_WORKERS={self.cfg.NB_WORKERS} actors are already connected")
+        peer = Peer(hs.role, hs.session, hs.address, Liveness(self._hb, MISSES, self._clock), hs.policy_version)
+        self.peers[ident] = peer
+        if hs.role == "learner":
+            self._learner = ident
+        proof = security.mac(self._key, "broker", hs.client_nonce, hs.server_nonce, hs.session)
+        credit = self._window if hs.role == "actor" else 0
+        self._send(ident, make(MsgType.WELCOME, {"mac": proof, "credit": credit, "heartbeat_s": self._hb}))
+        log.info("%s %s connected from %s", hs.role, hs.session, hs.address)
+        if hs.role == "actor":
+            self._give_weights(ident, peer)
+
+    def _samples(self, ident: bytes, peer: Peer, msg: Decoded) -> None:
+        h = msg.header
+        peer.owed += 1
+        peer.ack = max(peer.ack, h["seq"])
+        if h["session"] != peer.session:
+            self.counts["rejected"] += 1
+            self._warn("session", f"rejected a chunk of actor {peer.session} claiming session {h['session']!r}")
+            return
+        if h["seq"] <= self._seen.get(peer.session, -1):
+            self.counts["duplicates"] += 1
+            return
+        try:
+            rows = check_chunk(self._fields, msg.arrays)
+        except ProtocolError as e:
+            self.counts["rejected"] += 1
+            self._warn("chunk", f"rejected a chunk of actor {peer.session}: {e.reason}")
+            self._send(ident, error(e.reason))
+            return
+        self._seen[peer.session] = h["seq"]
+        self._seen.move_to_end(peer.session)
+        while len(self._seen) > MAX_SESSIONS:
+            self._seen.popitem(last=False)
+        self._buffer.append((rows, msg.frames, msg.nbytes))
+        self._buffered += rows
+        self.counts["samples_in"] += rows
+        self.counts["bytes_in"] += msg.nbytes
+        self.counts["chunks_in"] += 1
+        while self._buffered > self.cfg.BUFFERS_MAXLEN:
+            dropped = self._buffer.popleft()[0]
+            self._buffered -= dropped
+            self.counts["dropped"] += dropped
+
+    def _store_weights(self, ident: bytes, peer: Peer, msg: Decoded) -> None:
+        bad = [k for k, a in msg.arrays.items() if a.dtype != np.float32]
+        if bad:
+            return self._reject(ident, peer, f"weights must be float32 arrays; {bad} are not")
+        self._weights = (msg.header["version"], msg.frames)
+        for i, p in list(self.peers.items()):
+            if p.role == "actor":
+                self._give_weights(i, p)
+
+    # ---- sending
+    def _send(self, ident: bytes, frames: Frames) -> bool:
+        """Non-blocking; False when the peer's queue is full; a vanished peer is forgotten."""
+        try:
+            self.sock.send_multipart([ident, *frames], zmq.NOBLOCK, copy=False)
+        except zmq.Again:
+            return False
+        except zmq.ZMQError as e:
+            if e.errno != zmq.EHOSTUNREACH:
+                raise
+            self._forget(ident, "is unreachable")
+            return False
+        peer = self.peers.get(ident)
+        if peer is not None:
+            peer.live.sent()
+        return True
+
+    def _give_weights(self, ident: bytes, peer: Peer) -> None:
+        if self._weights is not None and peer.policy_version != self._weights[0] and self._send(ident, self._weights[1]):
+            peer.policy_version = self._weights[0]
+
+    def _flush(self) -> None:
+        for ident, peer in list(self.peers.items()):
+            if peer.owed and self._send(ident, make(MsgType.CREDIT, {"n": peer.owed, "ack": peer.ack})):
+                peer.owed = 0
+        learner = self.peers.get(self._learner) if self._learner else None
+        while learner is not None and learner.credit > 0 and self._buffer:
+            rows, frames, nbytes = self._buffer[0]
+            if not self._send(self._learner, frames):  # type: ignore[arg-type]
+                break
+            self._buffer.popleft()
+            self._buffered -= rows
+            learner.credit -= 1
+            self.counts["samples_out"] += rows
+            self.counts["chunks_out"] += 1
+            self.counts["bytes_out"] += nbytes
+        while self._learner is not None and self._episodes and self._send(self._learner, self._episodes[0]):
+            self._episodes.popleft()
+
+    def _chores(self) -> None:
+        """Forget silent peers and stale handshakes, send heartbeats, retry weights that found a full queue."""
+        for ident, peer in list(self.peers.items()):
+            if peer.live.silent():
+                self._forget(ident, f"went silent for {peer.live.interval * peer.live.misses:.0f} s")
+            elif peer.live.heartbeat_due():
+                self._send(ident, make(MsgType.HEARTBEAT))
+            if ident in self.peers and peer.role == "actor":
+                self._give_weights(ident, peer)
+        expired = [i for i, hs in self._pending.items() if self._clock() - hs.started > self._hb * MISSES]
+        for ident in expired:
+            del self._pending[ident]
+
+    def _forget(self, ident: bytes, why: str | None) -> None:
+        peer = self.peers.pop(ident, None)
+        if peer is None:
+            return
+        if ident == self._learner:
+            self._learner = None
+        if why:
+            log.info("%s %s %s", peer.role, peer.session, why)
+
+    def _warn(self, key: str, message: str, every: float = 5.0) -> None:
+        """Log a warning, at most once per `every` seconds per kind (a flood must not flood the terminal)."""
+        now = self._clock()
+        if now - self._warned.get(key, -every) >= every:
+            self._warned[key] = now
+            log.warning("%s", message)
+
+
+def _peer_address(frame: Any) -> str:
+    try:
+        return frame.get("Peer-Address")
+    except (AttributeError, zmq.ZMQError):
+        return "?"
+
+
+def run(cfg: Config, args: argparse.Namespace) -> int:
+    """`tmrlx broker`: serve on 0.0.0.0:PORT with a live one-line status until Ctrl-C."""
+    tty = sys.stderr.isatty()
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format=("\r\033[K" if tty else "") + "tmrlx broker: %(message)s")
+    broker = Broker(cfg)
+    signal.signal(signal.SIGTERM, lambda *_: broker.stop())
+    log.info("listening on %s:%d (TLS %s)", broker.host, broker.port, "on" if cfg.TLS else "off")
+    last = [0.0]
+
+    def show(line: str) -> None:
+        if tty:
+            sys.stderr.write("\r\033[K" + line)
+            sys.stderr.flush()
+        elif time.monotonic() - last[0] >= 10.0:
+            last[0] = time.monotonic()
+            print(line, file=sys.stderr, flush=True)
+
+    try:
+        broker.serve_forever(on_status=show)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        broker.close()
+        if tty:
+            sys.stderr.write("\n")
+    return 0

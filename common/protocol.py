@@ -1,0 +1,101 @@
+"""Message types, the header each one must carry, and the check of a columnar sample chunk.
+
+The grammar is written out in docs/protocol.md. `parse` turns frames into a checked message or
+raises ProtocolError; `chunk_fields` + `check_chunk` hold a SAMPLES chunk to the observation spec.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from enum import IntEnum
+from typing import Any
+
+import numpy as np
+
+from common.codec import Decoded, ProtocolError, decode, encode
+from common.specs import ObsSpec
+
+
+class MsgType(IntEnum):
+    HELLO = 1  # client -> broker: who I am
+    CHALLENGE = 2  # broker -> client: prove you know PASSWORD
+    AUTH = 3  # client -> broker: the proof
+    WELCOME = 4  # broker -> client: accepted (with the broker's own proof and the first credit)
+    SAMPLES = 5  # actor -> broker -> learner: one columnar chunk
+    CREDIT = 6  # broker -> actor, learner -> broker: you may send n more chunks
+    WEIGHTS = 7  # learner -> broker -> actors: the latest actor network
+    EPISODE = 8  # actor -> broker -> learner: statistics of one finished episode
+    HEARTBEAT = 9  # both ways, when nothing else was sent for a while
+    ERROR = 10  # a refusal or rejection, with the reason
+    BYE = 11  # client -> broker: I am leaving
+
+
+ROLES = ("actor", "learner")
+SCHEMAS: dict[MsgType, dict[str, Any]] = {
+    MsgType.HELLO: {"role": str, "session": str, "spec_hash": str, "nonce": bytes, "policy_version": int},
+    MsgType.CHALLENGE: {"nonce": bytes},
+    MsgType.AUTH: {"mac": bytes},
+    MsgType.WELCOME: {"mac": bytes, "credit": int},
+    MsgType.SAMPLES: {"session": str, "seq": int, "step0": int, "policy_version": int},
+    MsgType.CREDIT: {"n": int},
+    MsgType.WEIGHTS: {"version": int, "meta": dict},
+    MsgType.EPISODE: {"stats": dict},
+    MsgType.HEARTBEAT: {},
+    MsgType.ERROR: {"reason": str, "fatal": bool},
+    MsgType.BYE: {},
+}
+
+
+def make(mtype: MsgType, header: Mapping[str, Any] | None = None, arrays: Mapping[str, np.ndarray] | None = None) -> list:
+    """Frames of one message (see codec.encode)."""
+    return encode(int(mtype), header or {}, arrays)
+
+
+def error(reason: str, fatal: bool = False, retry: bool = False) -> list:
+    """An ERROR message; `retry`: the client should say HELLO again (the broker does not know it)."""
+    return make(MsgType.ERROR, {"reason": reason, "fatal": fatal, "retry": retry})
+
+
+def parse(frames: Sequence[Any], max_bytes: int) -> tuple[MsgType, Decoded]:
+    """Decode and check the type and its required header keys; raises ProtocolError."""
+    msg = decode(frames, max_bytes)
+    try:
+        mtype = MsgType(msg.type)
+    except ValueError:
+        raise ProtocolError(f"unknown message type {msg.type}") from None
+    for key, kind in SCHEMAS[mtype].items():
+        value = msg.header.get(key)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise ProtocolError(f"{mtype.name} header key {key!r} is {value!r}, expected a {kind.__name__}")
+    if msg.arrays and mtype not in (MsgType.SAMPLES, MsgType.WEIGHTS):
+        raise ProtocolError(f"{mtype.name} carries no arrays, got {len(msg.arrays)}")
+    return mtype, msg
+
+
+def chunk_fields(spec: ObsSpec) -> dict[str, tuple[np.dtype, tuple[int, ...]]]:
+    """Field name -> (dtype, per-row shape) of a SAMPLES chunk (docs/architecture.md)."""
+    fields = {f"obs.{c.name}": (np.dtype(c.dtype), tuple(c.shape)) for c in spec.components}
+    fields["action"] = (np.dtype("float32"), (spec.act_dim,))
+    fields["reward"] = (np.dtype("float32"), ())
+    for flag in ("terminated", "truncated", "first"):
+        fields[flag] = (np.dtype("bool"), ())
+    return fields
+
+
+def check_chunk(fields: Mapping[str, tuple[np.dtype, tuple[int, ...]]], arrays: Mapping[str, np.ndarray]) -> int:
+    """The chunk's row count T; raises ProtocolError when a field is missing, extra or mis-shaped."""
+    missing, extra = sorted(set(fields) - set(arrays)), sorted(set(arrays) - set(fields))
+    if missing or extra:
+        raise ProtocolError(f"chunk fields differ from the observation spec: missing {missing}, unexpected {extra}")
+    rows = {name: a.shape[0] if a.ndim else -1 for name, a in arrays.items()}
+    for name, (dtype, shape) in fields.items():
+        a = arrays[name]
+        if a.dtype != dtype or a.shape[1:] != shape or a.ndim != len(shape) + 1:
+            raise ProtocolError(f"chunk field {name!r} is {a.dtype}{list(a.shape)}, expected {dtype}[T, *{list(shape)}]")
+    counts = set(rows.values())
+    if len(counts) != 1:
+        raise ProtocolError(f"chunk fields have different row counts: {rows}")
+    t = counts.pop()
+    if t <= 0:
+        raise ProtocolError("chunk has no rows (T must be > 0)")
+    return t
