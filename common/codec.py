@@ -49,7 +49,9 @@ def encode(mtype: int, header: Mapping[str, Any], arrays: Mapping[str, np.ndarra
     """Frames for `zmq.Socket.send_multipart(frames, copy=False)`; array frames are views, not copies."""
     decl, bufs = [], []
     for name, value in (arrays or {}).items():
-        a = np.ascontiguousarray(value)
+        a = np.asarray(value)
+        if not a.flags.c_contiguous:
+            a = np.array(a, order="C")
         if a.dtype.name not in DTYPES:
             raise ProtocolError(f"array {name!r} has dtype {a.dtype}, the wire carries only {sorted(DTYPES)}")
         if a.dtype.byteorder == ">":

@@ -1,0 +1,75 @@
+"""Helpers for tests and benchmarks of the wire: an in-process broker, numbered chunks, a counting actor.
+
+Kept in the package (not in tests/) so multiprocessing children can import them by name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import numpy as np
+
+from broker.server import Broker
+from common.config import Config
+from common.protocol import chunk_fields
+from common.specs import ObsSpec, spec_from_config
+
+
+def free_port() -> int:
+    """A TCP port the OS says is free now (for a broker that must come back on the same port)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def running_broker(cfg: Config, **kwargs: Any) -> Iterator[tuple[Broker, Config]]:
+    """A broker on a free loopback port, served by a thread; yields it and the config clients should use."""
+    broker = Broker(cfg, host="127.0.0.1", port=kwargs.pop("port", 0), **kwargs)
+    thread = threading.Thread(target=broker.serve_forever, name="tmrlx-broker", daemon=True)
+    thread.start()
+    try:
+        yield broker, cfg.replace({"PORT": broker.port})
+    finally:
+        broker.stop()
+        thread.join(timeout=5)
+        broker.close()
+
+
+def numbered_chunk(spec: ObsSpec, step0: int, rows: int) -> dict[str, np.ndarray]:
+    """A valid chunk whose `reward` column holds the running row index (so receivers can count rows)."""
+    out = {name: np.zeros((rows, *shape), dtype) for name, (dtype, shape) in chunk_fields(spec).items()}
+    out["reward"] = np.arange(step0, step0 + rows, dtype=np.float32)
+    return out
+
+
+def rows_of(chunks: list[tuple[dict, Mapping[str, np.ndarray]]]) -> dict[str, list[int]]:
+    """session -> every row index received (from `numbered_chunk`'s reward column), in arrival order."""
+    out: dict[str, list[int]] = {}
+    for meta, arrays in chunks:
+        out.setdefault(meta["session"], []).extend(int(r) for r in arrays["reward"])
+    return out
+
+
+def counting_actor(cfg_dict: dict, session: str, chunks: int, rows: int, timeout: float = 30.0) -> None:
+    """Child process: send `chunks` numbered chunks of `rows` rows, wait until all are handed over, exit."""
+    from common.transport import ActorClient
+
+    cfg = Config.from_dict(cfg_dict)
+    client = ActorClient(cfg, spec_from_config(cfg), session=session)
+    try:
+        if not client.wait_connected(timeout):
+            raise SystemExit(f"actor {session}: not connected ({client.error})")
+        spec = spec_from_config(cfg)
+        for i in range(chunks):
+            client.send_samples(numbered_chunk(spec, i * rows, rows), {"step0": i * rows})
+            time.sleep(0.001)
+        if not client.flush(timeout):
+            raise SystemExit(f"actor {session}: could not send everything: {client.stats()}")
+    finally:
+        client.close()

@@ -1,0 +1,198 @@
+"""Broker end to end on loopback: exact delivery, weights, refusals, hostile input, drops, expiry."""
+
+import multiprocessing as mp
+import time
+
+import msgpack
+import numpy as np
+import pytest
+import zmq
+
+from broker.testing import counting_actor, numbered_chunk, rows_of, running_broker
+from common.codec import MAGIC, VERSION
+from common.config import load_config
+from common.protocol import MsgType, make, parse
+from common.specs import spec_from_config
+from common.transport import ActorClient, LearnerClient
+
+CFG = load_config(overrides={"ENV": {"RTGYM_INTERFACE": "SIMLIDAR"}, "BUFFER_SIZE": 1 << 20})
+SPEC = spec_from_config(CFG)
+
+
+def collect(learner, chunks, timeout=20.0):
+    out, deadline = [], time.monotonic() + timeout
+    while len(out) < chunks and time.monotonic() < deadline:
+        out += learner.poll_samples(timeout=0.2)
+    return out
+
+
+def wait_for(predicate, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+@pytest.mark.slow
+def test_actor_processes_and_learner_exchange_everything_exactly_once():
+    n_actors, chunks, rows = 3, 40, 25
+    with running_broker(CFG) as (broker, cfg):
+        learner = LearnerClient(cfg, SPEC, window=8)  # small window: the broker must hold the backlog
+        ctx = mp.get_context("spawn")
+        procs = [ctx.Process(target=counting_actor, args=(cfg.to_dict(), f"actor{i}", chunks, rows)) for i in range(n_actors)]
+        for p in procs:
+            p.start()
+        got = collect(learner, n_actors * chunks, timeout=60)
+        for p in procs:
+            p.join(timeout=30)
+        assert [p.exitcode for p in procs] == [0] * n_actors
+        assert learner.poll_samples(timeout=0.3) == []  # nothing duplicated afterwards either
+        learner.close()
+        rows_seen = rows_of(got)
+        assert sorted(rows_seen) == [f"actor{i}" for i in range(n_actors)]
+        for session, seen in rows_seen.items():
+            assert seen == list(range(chunks * rows)), session  # complete, in order, no duplicates
+        stats = broker.stats()
+        assert stats["samples_in"] == stats["samples_out"] == n_actors * chunks * rows
+        assert stats["dropped"] == stats["rejected"] == stats["duplicates"] == 0
+
+
+def test_weights_reach_actors_on_connect_and_on_change_and_episodes_reach_the_learner():
+    with running_broker(CFG) as (broker, cfg):
+        learner = LearnerClient(cfg, SPEC)
+        assert learner.wait_connected(10)
+        learner.publish_weights(1, {"mu/kernel": np.full((4, 3), 0.5)}, {"arch": {"type": "mlp"}})
+        assert wait_for(lambda: broker.stats()["weights_version"] == 1)
+        actor = ActorClient(cfg, SPEC)
+        assert wait_for(lambda: actor.stats()["policy_version"] == 1)
+        version, arrays, meta = actor.latest_weights()
+        assert version == 1 and meta == {"arch": {"type": "mlp"}}
+        np.testing.assert_array_equal(arrays["mu/kernel"], np.full((4, 3), 0.5, np.float32))
+        assert actor.latest_weights() is None  # only new weights
+        learner.publish_weights(2, {"mu/kernel": np.zeros((4, 3))}, {"arch": {"type": "mlp"}})
+        assert wait_for(lambda: actor.stats()["policy_version"] == 2)
+        assert actor.latest_weights()[0] == 2
+        actor.send_episode({"return": 12.5, "length": 40})
+        episodes = []
+        assert wait_for(lambda: bool(episodes.extend(learner.poll_episodes()) or episodes))
+        assert episodes == [{"return": 12.5, "length": 40, "session": actor.session}]
+        actor.send_samples(numbered_chunk(SPEC, 0, 3))
+        meta, _ = collect(learner, 1)[0]
+        assert meta["policy_version"] == 2  # chunks say which policy produced them
+        actor.close()
+        learner.close()
+
+
+def test_buffer_keeps_the_newest_rows_and_counts_drops():
+    with running_broker(CFG.replace({"BUFFERS_MAXLEN": 20})) as (broker, cfg):
+        actor = ActorClient(cfg, SPEC)
+        for i in range(10):
+            actor.send_samples(numbered_chunk(SPEC, 5 * i, 5))
+        assert actor.flush(10) and wait_for(lambda: broker.stats()["samples_in"] == 50)
+        assert broker.stats()["dropped"] == 30 and broker.stats()["buffered"] == 20
+        learner = LearnerClient(cfg, SPEC)
+        got = collect(learner, 4)
+        assert rows_of(got)[actor.session] == list(range(30, 50))
+        actor.close()
+        learner.close()
+
+
+def test_wrong_password_is_refused_on_both_sides_and_the_broker_goes_on(caplog):
+    with running_broker(CFG) as (broker, cfg):
+        intruder = ActorClient(cfg.replace({"PASSWORD": "not the password"}), SPEC)
+        assert not intruder.wait_connected(10)
+        assert "wrong PASSWORD" in intruder.error
+        assert broker.stats()["refused"] == 1
+        assert any("wrong PASSWORD" in r.getMessage() for r in caplog.records if r.name == "tmrlx.broker")
+        intruder.close()
+        actor = ActorClient(cfg, SPEC)
+        assert actor.wait_connected(10)
+        actor.close()
+
+
+def test_other_observation_layout_is_refused():
+    with running_broker(CFG) as (_, cfg):
+        other = load_config(overrides={"ENV": {"RTGYM_INTERFACE": "SIMLIDAR", "IMG_HIST_LEN": 2}})
+        actor = ActorClient(cfg, spec_from_config(other))
+        assert not actor.wait_connected(10)
+        assert "observation layout" in actor.error
+        actor.close()
+
+
+def test_nb_workers_caps_actors_and_says_why():
+    with running_broker(CFG.replace({"NB_WORKERS": 2})) as (broker, cfg):
+        first = [ActorClient(cfg, SPEC) for _ in range(2)]
+        assert all(a.wait_connected(10) for a in first)
+        extra = ActorClient(cfg, SPEC)
+        assert not extra.wait_connected(10)
+        assert "NB_WORKERS=2 actors are already connected" in extra.error
+        learner = LearnerClient(cfg, SPEC)  # the cap is on actors only
+        assert learner.wait_connected(10)
+        first[0].close()  # a slot frees when an actor leaves
+        late = ActorClient(cfg, SPEC)
+        assert late.wait_connected(10) and broker.stats()["actors"] == 2
+        for c in (first[1], extra, learner, late):
+            c.close()
+
+
+def _raw(cfg):
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.linger = 0
+    sock.connect(f"tcp://127.0.0.1:{cfg.PORT}")
+    return sock
+
+
+def _reply(sock, timeout=5.0):
+    assert sock.poll(timeout * 1000), "no reply"
+    return parse(sock.recv_multipart(), 1 << 20)
+
+
+def test_hostile_messages_are_rejected_with_reasons_and_everyone_else_is_served():
+    cfg_small = CFG.replace({"BUFFER_SIZE": 4096})
+    with running_broker(cfg_small) as (broker, cfg):
+        learner = LearnerClient(cfg, SPEC)
+        actor = ActorClient(cfg, SPEC)
+        assert learner.wait_connected(10) and actor.wait_connected(10)
+        raw = _raw(cfg)
+        cases = [
+            ([b"definitely not msgpack"], "bad magic"),
+            ([MAGIC + bytes((VERSION, 77)) + msgpack.packb({})], "unknown message type 77"),
+            ([MAGIC + bytes((VERSION + 3, 1)) + msgpack.packb({})], "protocol version"),
+            ([MAGIC + bytes((VERSION, 1)) + b"\xc1\xc1"], "not valid msgpack"),
+            ([MAGIC + bytes((VERSION, 1)) + msgpack.packb({})] + [b"x" * 1000] * 5, "exceeds the limit BUFFER_SIZE=4096"),
+        ]
+        for frames, reason in cases:
+            raw.send_multipart(frames)
+            mtype, msg = _reply(raw)
+            assert mtype is MsgType.ERROR and reason in msg.header["reason"]
+        raw.send_multipart(make(MsgType.SAMPLES, {"session": "x", "seq": 0, "step0": 0, "policy_version": 0},
+                                numbered_chunk(SPEC, 0, 2)))
+        mtype, msg = _reply(raw)
+        assert msg.header["retry"]  # unauthenticated samples are not taken: say HELLO
+        raw.send(b"y" * 10_000)  # one frame over BUFFER_SIZE: libzmq cuts the connection
+        raw.close()
+        bad = numbered_chunk(SPEC, 0, 4)
+        bad["action"] = np.zeros((4, 2), np.float32)
+        actor.send_samples(bad)
+        assert wait_for(lambda: actor.stats()["rejected"] == 1)
+        actor.send_samples(numbered_chunk(SPEC, 4, 4))
+        got = collect(learner, 1)
+        assert rows_of(got)[actor.session] == [4, 5, 6, 7]
+        assert broker.stats()["rejected"] == len(cases) + 1
+        actor.close()
+        learner.close()
+
+
+def test_silent_actor_is_forgotten_and_reconnects_by_itself():
+    now = [1000.0]
+    with running_broker(CFG, clock=lambda: now[0]) as (broker, cfg):
+        actor = ActorClient(cfg, SPEC)
+        assert actor.wait_connected(10) and wait_for(lambda: broker.stats()["actors"] == 1)
+        now[0] += 10.0  # on the broker's clock, the actor missed its heartbeats
+        assert wait_for(lambda: broker.stats()["actors"] == 0, 5)
+        # its next heartbeat (<= 1 s) gets 'say HELLO': it authenticates again by itself
+        assert wait_for(lambda: broker.stats()["actors"] == 1 and actor.connected, 10)
+        assert actor.stats()["reconnects"] >= 1
+        actor.close()

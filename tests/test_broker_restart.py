@@ -1,0 +1,67 @@
+"""A broker killed mid-run comes back on the same port: actors and the learner reconnect by themselves."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from broker.testing import free_port, numbered_chunk, rows_of
+from common.config import load_config
+from common.specs import spec_from_config
+from common.transport import ActorClient, LearnerClient
+
+
+def start_broker(port, data_dir):
+    env = {**os.environ, "TMRLX_DATA": str(data_dir)}
+    return subprocess.Popen([sys.executable, "-m", "common.cli", "broker", "--port", str(port),
+                             "--env.rtgym-interface", "SIMLIDAR"], env=env, stderr=subprocess.PIPE, text=True)
+
+
+def collect_rows(learner, session, want, timeout=30.0):
+    rows, deadline = [], time.monotonic() + timeout
+    while len(rows) < want and time.monotonic() < deadline:
+        rows += rows_of(learner.poll_samples(timeout=0.2)).get(session, [])
+    return rows
+
+
+@pytest.mark.slow
+def test_everyone_reconnects_after_a_broker_restart_and_queued_samples_arrive(tmp_path):
+    port = free_port()
+    cfg = load_config(overrides={"ENV": {"RTGYM_INTERFACE": "SIMLIDAR"}, "PORT": port})
+    spec = spec_from_config(cfg)
+    broker = start_broker(port, tmp_path)
+    actor = ActorClient(cfg, spec, backoff=(0.2, 1.0))
+    learner = LearnerClient(cfg, spec, backoff=(0.2, 1.0))
+    try:
+        assert actor.wait_connected(20) and learner.wait_connected(20)
+        learner.publish_weights(1, {"w": np.ones(2)}, {})
+        for i in range(5):
+            actor.send_samples(numbered_chunk(spec, 10 * i, 10))
+        assert collect_rows(learner, actor.session, 50) == list(range(50))
+
+        broker.send_signal(signal.SIGKILL)
+        broker.wait()
+        for i in range(5, 10):  # the real-time loop goes on: these wait in the actor's queue
+            actor.send_samples(numbered_chunk(spec, 10 * i, 10))
+        time.sleep(0.5)
+        assert actor.stats()["dropped"] == 0
+        broker = start_broker(port, tmp_path)
+
+        assert collect_rows(learner, actor.session, 50) == list(range(50, 100))
+        assert actor.connected and learner.connected
+        assert actor.stats()["reconnects"] >= 1 and learner.stats()["reconnects"] >= 1
+        learner.publish_weights(2, {"w": np.zeros(2)}, {})  # weights flow again too
+        deadline = time.monotonic() + 10
+        while actor.stats()["policy_version"] != 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert actor.stats()["policy_version"] == 2
+    finally:
+        actor.close()
+        learner.close()
+        broker.terminate()
+        _, err = broker.communicate(timeout=10)
+    assert "Traceback" not in err

@@ -1,0 +1,116 @@
+"""Codec: arrays round-trip bit-exactly; anything malformed raises ProtocolError, never anything else."""
+
+import contextlib
+
+import msgpack
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from common.codec import DTYPES, MAGIC, VERSION, ProtocolError, decode, encode
+
+LIMIT = 1 << 20
+
+
+def frames_bytes(frames):
+    return [bytes(memoryview(f)) for f in frames]
+
+
+@pytest.mark.parametrize("dtype", sorted(DTYPES))
+def test_every_dtype_round_trips(dtype):
+    rng = np.random.default_rng(0)
+    a = (rng.standard_normal((3, 4, 2)) * 100).astype(dtype)
+    msg = decode(frames_bytes(encode(5, {"seq": 1}, {"x": a, "empty": np.zeros((0, 7), dtype)})), LIMIT)
+    assert msg.type == 5 and msg.header == {"seq": 1}
+    np.testing.assert_array_equal(msg.arrays["x"], a)
+    assert msg.arrays["x"].dtype == a.dtype and msg.arrays["empty"].shape == (0, 7)
+
+
+def test_big_endian_input_arrives_as_the_same_values():
+    a = np.arange(6, dtype=">f4").reshape(2, 3)
+    out = decode(frames_bytes(encode(5, {}, {"a": a})), LIMIT).arrays["a"]
+    np.testing.assert_array_equal(out, a)
+    assert out.dtype == np.dtype("<f4")
+
+
+def test_non_contiguous_and_scalar_arrays():
+    a = np.arange(20, dtype=np.int32).reshape(4, 5)[:, ::2]
+    out = decode(frames_bytes(encode(5, {}, {"a": a, "s": np.float64(2.5)})), LIMIT).arrays
+    np.testing.assert_array_equal(out["a"], a)
+    assert out["s"].shape == () and out["s"] == 2.5
+
+
+def test_refuses_to_encode_objects():
+    with pytest.raises(ProtocolError, match="dtype object"):
+        encode(5, {}, {"a": np.array([{}, 1], dtype=object)})
+
+
+def test_zero_copy_views_are_read_only():
+    frames = encode(5, {}, {"a": np.ones(100_000, np.float32)})
+    out = decode(frames_bytes(frames), LIMIT + 10**6).arrays["a"]
+    assert not out.flags.writeable
+
+
+@pytest.mark.parametrize("frames, reason", [
+    ([], "empty"),
+    ([b"XYZ\x01\x05\x80"], "bad magic"),
+    ([MAGIC + bytes((VERSION + 1, 5)) + msgpack.packb({})], "protocol version"),
+    ([MAGIC + bytes((VERSION, 5)) + b"\xc1"], "not valid msgpack"),
+    ([MAGIC + bytes((VERSION, 5)) + msgpack.packb([1, 2])], "expected a map"),
+    ([MAGIC + bytes((VERSION, 5)) + msgpack.packb({"a": msgpack.ExtType(1, b"x")})], "extension type"),
+    ([MAGIC + bytes((VERSION, 5)) + msgpack.packb({"arrays": [["a", "object", [1]]]}), b"\0" * 8], "dtype 'object'"),
+    ([MAGIC + bytes((VERSION, 5)) + msgpack.packb({"arrays": [["a", "float32", [3]]]}), b"\0" * 8], "has 8 bytes"),
+    ([MAGIC + bytes((VERSION, 5)) + msgpack.packb({"arrays": [["a", "uint8", [-1]]]}), b""], "shape"),
+    ([MAGIC + bytes((VERSION, 5)) + msgpack.packb({"arrays": []}), b"extra"], "arrays but 1 array frames"),
+    ([MAGIC + bytes((VERSION, 5)) + msgpack.packb({"arrays": [["a", "uint8", [1]], ["a", "uint8", [1]]]}), b"x", b"y"],
+     "declared twice"),
+    ([MAGIC + bytes((VERSION, 5)) + msgpack.packb({}), b"\0" * (LIMIT + 1)], "exceeds the limit BUFFER_SIZE"),
+])
+def test_malformed_messages_are_refused_with_a_reason(frames, reason):
+    with pytest.raises(ProtocolError, match=reason):
+        decode(frames, LIMIT)
+
+
+def test_version_mismatch_is_fatal_other_errors_are_not():
+    with pytest.raises(ProtocolError) as e:
+        decode([MAGIC + bytes((VERSION + 1, 5)) + msgpack.packb({})], LIMIT)
+    assert e.value.fatal
+    with pytest.raises(ProtocolError) as e:
+        decode([b"junk!"], LIMIT)
+    assert not e.value.fatal
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.binary(max_size=200), min_size=1, max_size=4))
+def test_fuzz_random_frames_only_raise_protocol_error(frames):
+    with contextlib.suppress(ProtocolError):
+        decode(frames, LIMIT)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.data())
+def test_fuzz_mutated_valid_messages_only_raise_protocol_error(data):
+    frames = frames_bytes(encode(5, {"seq": 3, "session": "s"}, {"a": np.ones((2, 3), np.float32),
+                                                                 "b": np.zeros(4, bool)}))
+    i = data.draw(st.integers(0, len(frames) - 1))
+    raw = bytearray(frames[i])
+    for _ in range(data.draw(st.integers(1, 4))):
+        if raw:
+            raw[data.draw(st.integers(0, len(raw) - 1))] = data.draw(st.integers(0, 255))
+    frames[i] = bytes(raw[: data.draw(st.integers(0, len(raw)))])
+    try:
+        msg = decode(frames, LIMIT)
+    except ProtocolError:
+        return
+    for a in msg.arrays.values():  # whatever decoded is well-formed
+        assert a.nbytes == a.size * a.itemsize
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.recursive(st.none() | st.booleans() | st.integers(-2**63, 2**64 - 1) | st.floats() | st.text() | st.binary(),
+                    lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=5), c, max_size=4), max_leaves=20))
+def test_fuzz_arbitrary_msgpack_headers(value):
+    frame = MAGIC + bytes((VERSION, 5)) + msgpack.packb(value)
+    with contextlib.suppress(ProtocolError):
+        decode([frame], LIMIT)

@@ -1,0 +1,76 @@
+"""Protocol: types and header keys are checked; chunks must match the observation spec exactly."""
+
+import numpy as np
+import pytest
+
+from broker.testing import numbered_chunk
+from common.codec import ProtocolError, encode
+from common.config import load_config
+from common.protocol import MsgType, check_chunk, chunk_fields, make, parse
+from common.specs import spec_from_config
+
+LIMIT = 1 << 24
+
+
+@pytest.fixture(scope="module")
+def spec():
+    return spec_from_config(load_config(overrides={"ENV": {"RTGYM_INTERFACE": "SIMFULL"}}))
+
+
+def test_round_trip_of_a_typed_message(spec):
+    mtype, msg = parse(make(MsgType.SAMPLES, {"session": "a", "seq": 0, "step0": 0, "policy_version": 2},
+                            numbered_chunk(spec, 10, 4)), LIMIT)
+    assert mtype is MsgType.SAMPLES
+    assert check_chunk(chunk_fields(spec), msg.arrays) == 4
+    np.testing.assert_array_equal(msg.arrays["reward"], [10, 11, 12, 13])
+
+
+def test_unknown_type_is_refused():
+    with pytest.raises(ProtocolError, match="unknown message type 99"):
+        parse(encode(99, {}), LIMIT)
+
+
+@pytest.mark.parametrize("header, reason", [
+    ({"n": "3"}, "'n' is '3', expected a int"),
+    ({}, "'n' is None"),
+    ({"n": True}, "expected a int"),
+])
+def test_header_keys_are_type_checked(header, reason):
+    with pytest.raises(ProtocolError, match=reason):
+        parse(make(MsgType.CREDIT, header), LIMIT)
+
+
+def test_arrays_only_on_samples_and_weights():
+    with pytest.raises(ProtocolError, match="HEARTBEAT carries no arrays"):
+        parse(make(MsgType.HEARTBEAT, {}, {"a": np.zeros(2)}), LIMIT)
+
+
+def test_chunk_fields_follow_the_spec(spec):
+    fields = chunk_fields(spec)
+    assert fields["obs.images"] == (np.dtype("uint8"), (64, 64))
+    assert fields["action"] == (np.dtype("float32"), (3,))
+    assert fields["first"] == (np.dtype("bool"), ())
+
+
+def _bad(spec, change):
+    chunk = numbered_chunk(spec, 0, 5)
+    change(chunk)
+    return chunk
+
+
+@pytest.mark.parametrize("change, reason", [
+    (lambda c: c.pop("reward"), r"missing \['reward'\]"),
+    (lambda c: c.update(extra=np.zeros(5)), r"unexpected \['extra'\]"),
+    (lambda c: c.update(action=np.zeros((5, 3), np.float64)), "'action' is float64"),
+    (lambda c: c.update({"obs.images": np.zeros((5, 32, 64), np.uint8)}), "'obs.images' is uint8"),
+    (lambda c: c.update(reward=np.zeros(4, np.float32)), "different row counts"),
+    (lambda c: c.update(first=np.zeros((5, 1), bool)), "'first' is bool"),
+])
+def test_bad_chunks_are_refused(spec, change, reason):
+    with pytest.raises(ProtocolError, match=reason):
+        check_chunk(chunk_fields(spec), _bad(spec, change))
+
+
+def test_empty_chunk_is_refused(spec):
+    with pytest.raises(ProtocolError, match="no rows"):
+        check_chunk(chunk_fields(spec), numbered_chunk(spec, 0, 0))
