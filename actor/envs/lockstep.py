@@ -1,0 +1,102 @@
+"""rtgym's semantics without its threads, on an injected clock: the lockstep environment.
+
+`reset()` and `step(a)` behave exactly like rtgym's `RealTimeEnv`: the observation returned by
+`step(a)` was captured during the time step that applied the previous action, `a` is applied
+during the next one, the last `act_buf_len` actions are appended to every observation,
+`ep_max_length` truncates, `wait_on_done` calls the interface's `wait()`. Each time step sleeps
+`start_obs_capture`, captures, then sleeps the rest of `time_step_duration`, all on the clock:
+with a `VirtualClock` no time passes for real and runs are deterministic. `benchmarks()` gives
+rtgym's time-step statistics (wall-clock durations of the same phases).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+import gymnasium
+import numpy as np
+from gymnasium import spaces
+from rtgym.envs.utils.benchmark import Benchmark
+
+from actor.envs.clock import Clock
+
+
+class LockstepEnv(gymnasium.Env):
+    def __init__(self, interface: Any, config: dict, clock: Clock):
+        self.interface = interface
+        self.clock = clock
+        self.duration = float(config["time_step_duration"])
+        self.capture = min(float(config["start_obs_capture"]), self.duration)
+        self.ep_max_length = config["ep_max_length"]
+        self.wait_on_done = bool(config["wait_on_done"])
+        self.act_buf = deque(maxlen=int(config["act_buf_len"]))
+        self.benchmark = bool(config["benchmark"])
+        self.bench = Benchmark(run_avg_factor=config.get("benchmark_polyak", 0.1))
+        self.action_space = interface.get_action_space()
+        obs_space = interface.get_observation_space()
+        self.observation_space = spaces.Tuple((*obs_space.spaces, *(self.action_space,) * self.act_buf.maxlen))
+        self.default_action = interface.get_default_action()
+        self.current_step = 0
+        self.running = False
+        self._result: tuple | None = None
+
+    def _time_step(self, action: np.ndarray) -> None:
+        if self.benchmark:
+            self.bench.start_send_control_time()
+        self.interface.send_control(action)
+        if self.benchmark:
+            self.bench.end_send_control_time()
+        self.clock.sleep(self.capture)
+        if self.benchmark:
+            self.bench.start_get_obs_time()
+        self._result = self.interface.get_obs_rew_terminated_info()
+        if self.benchmark:
+            self.bench.end_get_obs_time()
+        self.clock.sleep(self.duration - self.capture)
+
+    def reset(self, seed: int | None = None, options: dict | None = None) -> tuple[tuple, dict]:
+        super().reset(seed=seed)
+        self.current_step = 0
+        self.act_buf.extend([self.default_action] * self.act_buf.maxlen)
+        obs, info = self.interface.reset(seed=seed, options=options)
+        obs = (*obs, *self.act_buf)
+        self.running = True
+        self._time_step(self.default_action)
+        return obs, info
+
+    def step(self, action: np.ndarray) -> tuple[tuple, float, bool, bool, dict]:
+        if self.benchmark:
+            self.bench.start_step_time()
+            self.bench.end_step_join_time()
+        if not self.running:
+            raise RuntimeError("The episode is terminated or truncated. Call reset before step.")
+        self.current_step += 1
+        self.act_buf.append(action)
+        obs, reward, terminated, info = self._result
+        truncated = (self.current_step >= self.ep_max_length) if not terminated else False
+        if terminated or truncated:
+            self.running = False
+            if self.wait_on_done:
+                self.interface.wait()
+        else:
+            self._time_step(action)
+        if self.benchmark:
+            self.bench.end_step_time()
+        return (*obs, *self.act_buf), reward, terminated, truncated, info
+
+    def wait(self) -> None:
+        self.interface.wait()
+
+    def benchmarks(self) -> dict:
+        if not self.benchmark:
+            raise RuntimeError("benchmarks need ENV.RTGYM_CONFIG.benchmark = true")
+        return self.bench.get_benchmark_dict()
+
+    def render(self) -> Any:
+        return self.interface.render()
+
+    def close(self) -> None:
+        close = getattr(self.interface, "close", None)
+        if close is not None:
+            close()

@@ -1,0 +1,127 @@
+"""The simulator's screen, game-data and controller backends, and the interface factory for SIM*.
+
+`interface_kwargs` understood here (all optional):
+- `lockstep` (bool, default true): virtual clock, each step advances exactly `time_step_duration`
+  of simulated time; false: physics follows the wall clock, as in the game;
+- `track` (`"easy"`, `"medium"`, `"hard"` or a track .json path, default `"easy"`);
+- `seed` (int or null, default null): jitter the respawn position (+-1 m) and heading (+-3 degrees)
+  with this seed; null always respawns exactly on the start line;
+- `gamedata` (`"direct"` default, or `"tcp"`: serve the plugin's byte stream on 127.0.0.1:`port`
+  and read it back with the real TCP client; real-time only);
+- `port` (int, default 0: a free port) for `gamedata: "tcp"`;
+- `reward_file` (path, default the track's shipped trajectory);
+- `save_replays`: accepted for TMRL compatibility, ignored.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from actor.envs.backends import Backends
+from actor.envs.backends.gamedata import GameDataClient
+from actor.envs.clock import Clock
+from actor.envs.interface import TrackInterface
+from actor.envs.reward import RewardFunction, load_trajectory
+from actor.envs.sim.render import Renderer
+from actor.envs.sim.server import GameDataServer
+from actor.envs.sim.track import load_track, trajectory_path
+from actor.envs.sim.world import SimWorld
+from common.config import Config, ConfigError
+
+SIM_KWARGS = {"lockstep": True, "track": "easy", "seed": None, "gamedata": "direct", "port": 0,
+              "reward_file": None, "save_replays": False}
+
+
+def sim_options(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """interface_kwargs with defaults filled in; unknown or ill-typed keys are a ConfigError."""
+    unknown = sorted(set(kwargs) - set(SIM_KWARGS))
+    if unknown:
+        raise ConfigError(f"config key 'ENV.RTGYM_CONFIG.interface_kwargs' has unknown simulator option(s) {unknown}: "
+                          f"expected some of {sorted(SIM_KWARGS)}")
+    opts = {**SIM_KWARGS, **kwargs}
+    if opts["gamedata"] not in ("direct", "tcp"):
+        raise ConfigError(f"interface_kwargs 'gamedata' has value {opts['gamedata']!r}: expected 'direct' or 'tcp'")
+    if opts["gamedata"] == "tcp" and opts["lockstep"]:
+        raise ConfigError("interface_kwargs 'gamedata': 'tcp' streams in real time: set 'lockstep': false with it")
+    if opts["seed"] is not None and not isinstance(opts["seed"], int):
+        raise ConfigError(f"interface_kwargs 'seed' has value {opts['seed']!r}: expected an integer or null")
+    return opts
+
+
+class SimScreen:
+    def __init__(self, world: SimWorld, width: int, height: int):
+        self.world = world
+        self.renderer = Renderer(world.track, width, height)
+
+    def grab(self) -> np.ndarray:
+        return self.renderer.render(self.world.state())
+
+
+class SimGameData:
+    """The in-process shortcut: the record straight from the world, no socket."""
+
+    def __init__(self, world: SimWorld):
+        self.world = world
+
+    def retrieve(self) -> np.ndarray:
+        return self.world.record()
+
+
+class TcpGameData:
+    """The real plugin protocol: a server in front of the world, read back by the real client."""
+
+    def __init__(self, world: SimWorld, port: int):
+        self.server = GameDataServer(world, port=port).start()
+        self.client = GameDataClient("127.0.0.1", self.server.port)
+
+    def retrieve(self) -> np.ndarray:
+        return self.client.retrieve()
+
+    def close(self) -> None:
+        self.client.close()
+        self.server.stop()
+
+
+class SimController:
+    """Drives the simulated car; with a seed, respawns jitter the start pose (reproducibly)."""
+
+    def __init__(self, world: SimWorld, seed: int | None = None):
+        self.world = world
+        self.rng = np.random.default_rng(seed) if seed is not None else None
+
+    def apply(self, gas: float, brake: float, steer: float) -> None:
+        self.world.control(gas, brake, steer)
+
+    def respawn(self) -> None:
+        self.world.respawn()
+        if self.rng is not None:
+            lateral, turn = self.rng.uniform(-1.0, 1.0), math.radians(self.rng.uniform(-3.0, 3.0))
+            with self.world.lock:
+                car = self.world.car
+                car.x -= lateral * math.sin(car.heading)
+                car.y += lateral * math.cos(car.heading)
+                car.heading += turn
+
+
+def sim_world(cfg: Config, clock: Clock) -> tuple[SimWorld, dict[str, Any]]:
+    opts = sim_options(cfg.ENV.RTGYM_CONFIG.interface_kwargs)
+    try:
+        track = load_track(opts["track"])
+    except ValueError as e:
+        raise ConfigError(f"interface_kwargs 'track': {e}") from None
+    return SimWorld(track, clock), opts
+
+
+def sim_interface(cfg: Config, clock: Clock) -> TrackInterface:
+    """The SIMFULL / SIMLIDAR / SIMLIDARPROGRESS interface on a fresh simulated world."""
+    world, opts = sim_world(cfg, clock)
+    reward_file = opts["reward_file"] or trajectory_path(world.track.name)
+    reward = RewardFunction(load_trajectory(reward_file), cfg.ENV.REWARD_CONFIG)
+    gamedata = TcpGameData(world, int(opts["port"])) if opts["gamedata"] == "tcp" else SimGameData(world)
+    backends = Backends(SimScreen(world, cfg.ENV.WINDOW_WIDTH, cfg.ENV.WINDOW_HEIGHT), gamedata,
+                        SimController(world, opts["seed"]), clock)
+    return TrackInterface(cfg, backends, reward)

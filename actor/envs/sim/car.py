@@ -1,0 +1,96 @@
+"""A forgiving 2D car: gas, brake (reverse when stopped), analog steering, inertia, drag, grip, walls.
+
+The heading turns like a bicycle model whose yaw rate is capped by the tyres' grip, so the car
+understeers instead of spinning; grip also kills sideways velocity (e.g. after a wall). A wall
+removes the velocity component that points into it: hit head-on the car stops, hit at an angle
+it slides along. One `tick` is PHYSICS_DT seconds, like the game's 100 Hz physics.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from actor.envs.sim.track import Track
+
+PHYSICS_DT = 0.01
+ACCEL = 9.0  # m/s^2 at full gas from standstill
+TOP_SPEED = 33.0  # m/s where the engine's force falls to zero
+BRAKE = 14.0  # m/s^2
+REVERSE_ACCEL = 4.0  # m/s^2 when braking at a stop
+REVERSE_SPEED = 8.0  # m/s
+DRAG = 0.0015  # 1/m: quadratic air drag
+ROLLING = 0.15  # 1/s: linear rolling resistance
+GRIP = 14.0  # m/s^2 of lateral acceleration the tyres can give
+MAX_STEER = math.radians(32.0)
+WHEELBASE = 2.6  # m
+RADIUS = 1.2  # m: the car's collision radius
+WALL_FRICTION = 0.85  # speed kept along a wall after a glancing hit
+GEARS = (0.0, 10.0, 17.0, 23.0, 28.0, 1e9)  # m/s upshift thresholds
+
+
+@dataclass
+class CarState:
+    x: float
+    y: float
+    heading: float
+    vx: float = 0.0
+    vy: float = 0.0
+
+    @property
+    def forward_speed(self) -> float:
+        return self.vx * math.cos(self.heading) + self.vy * math.sin(self.heading)
+
+
+def tick(car: CarState, gas: float, brake: float, steer: float, track: Track) -> bool:
+    """Advance `car` by PHYSICS_DT under the given controls; returns True if it touched a wall."""
+    dt = PHYSICS_DT
+    c, s = math.cos(car.heading), math.sin(car.heading)
+    v_long = car.vx * c + car.vy * s
+    v_lat = -car.vx * s + car.vy * c  # left-positive
+    gas, brake, steer = min(max(gas, 0.0), 1.0), min(max(brake, 0.0), 1.0), min(max(steer, -1.0), 1.0)
+    a = gas * ACCEL * max(1.0 - v_long / TOP_SPEED, 0.0) - DRAG * v_long * abs(v_long) - ROLLING * v_long
+    if brake > 0.0:
+        if v_long > 0.5:
+            a -= brake * BRAKE
+        elif v_long > -REVERSE_SPEED:
+            a -= brake * REVERSE_ACCEL
+    v_long += a * dt
+    if gas == 0.0 and brake == 0.0 and abs(v_long) < 0.05:
+        v_long = 0.0
+    yaw = v_long * math.tan(-steer * MAX_STEER) / WHEELBASE  # steer > 0 turns right (clockwise)
+    cap = GRIP / max(abs(v_long), 1.0)
+    car.heading += max(-cap, min(cap, yaw)) * dt
+    v_lat -= math.copysign(min(abs(v_lat), GRIP * dt), v_lat)
+    c, s = math.cos(car.heading), math.sin(car.heading)
+    car.vx, car.vy = v_long * c - v_lat * s, v_long * s + v_lat * c
+    return _move(car, track)
+
+
+def _move(car: CarState, track: Track) -> bool:
+    dt = PHYSICS_DT
+    nx, ny = car.x + car.vx * dt, car.y + car.vy * dt
+    r, col = track.to_pixel(nx, ny)
+    if track.clearance[r, col] >= RADIUS:
+        car.x, car.y = nx, ny
+        return False
+    n0, n1 = (float(v) for v in track.normal[track.to_pixel(car.x, car.y)])
+    into = car.vx * n0 + car.vy * n1
+    if into < 0.0:
+        car.vx, car.vy = (car.vx - into * n0) * WALL_FRICTION, (car.vy - into * n1) * WALL_FRICTION
+    nx, ny = car.x + car.vx * dt, car.y + car.vy * dt
+    r, col = track.to_pixel(nx, ny)
+    if track.clearance[r, col] >= RADIUS or track.clearance[r, col] > track.clearance[track.to_pixel(car.x, car.y)]:
+        car.x, car.y = nx, ny
+    else:
+        car.vx = car.vy = 0.0
+    return True
+
+
+def gear_and_rpm(speed: float) -> tuple[float, float]:
+    """A plausible gearbox read-out for the FULL observation (TrackMania reports gear 0..5, rpm up to ~11000)."""
+    speed = abs(speed)
+    gear = next(i for i, top in enumerate(GEARS[1:], 1) if speed < top)
+    lo, hi = GEARS[gear - 1], min(GEARS[gear], TOP_SPEED)
+    rpm = 1500.0 + 9000.0 * min(max((speed - lo) / max(hi - lo, 1e-6), 0.0), 1.0)
+    return float(gear), rpm
