@@ -1,0 +1,133 @@
+"""The replay memory: a pre-allocated ring buffer per field on the learner's device.
+
+Every row stores the newest frame of each component once (images as uint8) and `prev`, the
+absolute index of the previous row of the same actor stream (a `first` row points to itself).
+Histories and action buffers are rebuilt inside the jitted sampler by following `prev`, which
+clamps at episode starts for free (rtgym pads with the first frame and zero actions, and a `first`
+row's action is zero). A row is a usable transition when it is not `first` and every row its
+histories reach is still in the ring.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+from common.specs import ObsSpec
+
+RESAMPLE_ROUNDS = 3  # invalid draws are redrawn this many times, then masked out of the loss
+
+
+@struct.dataclass
+class Replay:
+    """Device arrays: `data[field]` has `capacity` rows; `count` is the number of rows ever inserted."""
+
+    data: dict[str, jax.Array]
+    count: jax.Array
+
+    @property
+    def capacity(self) -> int:
+        return int(self.data["reward"].shape[0])
+
+
+def row_fields(spec: ObsSpec) -> dict[str, tuple[tuple[int, ...], str]]:
+    """Stored fields: name -> (per-row shape, dtype)."""
+    fields = {f"obs.{c.name}": (tuple(c.shape), c.dtype) for c in spec.components}
+    fields.update(action=((spec.act_dim,), "float32"), reward=((), "float32"), terminated=((), "bool"),
+                  first=((), "bool"), prev=((), "int32"))
+    return fields
+
+
+def init_replay(spec: ObsSpec, capacity: int, device: jax.Device | None = None) -> Replay:
+    data = {k: jnp.zeros((capacity, *shape), dtype) for k, (shape, dtype) in row_fields(spec).items()}
+    return jax.device_put(Replay(data, jnp.zeros((), jnp.int32)), device)
+
+
+def _bucket(n: int) -> int:
+    return max(16, 1 << (n - 1).bit_length())
+
+
+@jax.jit
+def _insert(replay: Replay, rows: dict[str, jax.Array], n: jax.Array) -> Replay:
+    cap = replay.data["reward"].shape[0]
+    pos = jnp.arange(rows["reward"].shape[0])
+    slots = jnp.where(pos < n, (replay.count + pos) % cap, cap)  # padding rows land out of bounds: dropped
+    data = {k: v.at[slots].set(rows[k], mode="drop") for k, v in replay.data.items()}
+    return Replay(data, replay.count + n)
+
+
+_insert_donated = jax.jit(_insert.__wrapped__, donate_argnums=0)
+
+
+def insert(replay: Replay, rows: Mapping[str, np.ndarray]) -> Replay:
+    """Append host rows (all fields of `row_fields`, `prev` absolute) in one device call; pads to a
+    power-of-two bucket so the insert compiles only a handful of times."""
+    n = int(rows["reward"].shape[0])
+    if n == 0:
+        return replay
+    cap = replay.capacity
+    if n > cap:  # only the newest `cap` rows can survive anyway
+        rows = {k: v[n - cap:] for k, v in rows.items()}
+        replay = replay.replace(count=replay.count + (n - cap))
+        n = cap
+    size = _bucket(n)
+    padded = {k: np.concatenate([v, np.zeros((size - n, *v.shape[1:]), v.dtype)]) for k, v in rows.items()}
+    return _insert_donated(replay, padded, jnp.int32(n))
+
+
+def size(replay: Replay) -> int:
+    return int(min(int(replay.count), replay.capacity))
+
+
+def _chains(replay: Replay, idx: jax.Array, depth: int) -> tuple[jax.Array, jax.Array]:
+    """(depth+1, B) absolute rows idx, prev(idx), prev(prev(idx)), ... and whether the transition is usable."""
+    cap = replay.data["reward"].shape[0]
+    lo = jnp.maximum(replay.count - cap, 0)
+    chain = [idx]
+    valid = (idx >= lo) & (idx < replay.count) & ~replay.data["first"][idx % cap]
+    for _ in range(depth):
+        nxt = replay.data["prev"][chain[-1] % cap]
+        valid &= nxt >= lo
+        chain.append(nxt)
+    return jnp.stack(chain), valid
+
+
+def sample(replay: Replay, spec: ObsSpec, key: jax.Array, batch_size: int) -> tuple[dict, jax.Array]:
+    """A uniform batch of transitions, inside jit: ({o, a, r, o2, terminated}, weights).
+
+    `o`/`o2` are raw parts ({component: (B, [history,] *shape), "act_buf": (B, L, A)}) for
+    `spec.normalise`; `weights` is 1 for usable transitions, 0 for the rare draw that stayed unusable.
+    """
+    cap = replay.data["reward"].shape[0]
+    depth = max([c.history for c in spec.components] + [spec.act_buf_len, 1])
+    lo = jnp.maximum(replay.count - cap, 0)
+    keys = jax.random.split(key, RESAMPLE_ROUNDS + 1)
+    draw = lambda k: jax.random.randint(k, (batch_size,), lo, jnp.maximum(replay.count, lo + 1))  # noqa: E731
+    idx = draw(keys[0])
+    chain, valid = _chains(replay, idx, depth)
+    for k in keys[1:]:
+        idx = jnp.where(valid, idx, draw(k))
+        chain, valid = _chains(replay, idx, depth)
+    slots = chain % cap
+
+    def obs(offset: int) -> dict[str, jax.Array]:
+        out = {}
+        for c in spec.components:
+            field = replay.data[f"obs.{c.name}"]
+            if c.history > 1:
+                rows = slots[offset:offset + c.history][::-1]  # oldest first: (history, B)
+                out[c.name] = jnp.moveaxis(field[rows], 0, 1)
+            else:
+                out[c.name] = field[slots[offset]]
+        acts = replay.data["action"][slots[offset:offset + spec.act_buf_len][::-1]]
+        out["act_buf"] = jnp.moveaxis(acts, 0, 1)
+        return out
+
+    row = slots[0]
+    batch = {"o": obs(1), "o2": obs(0), "a": replay.data["action"][row], "r": replay.data["reward"][row],
+             "terminated": replay.data["terminated"][row]}
+    return batch, valid.astype(jnp.float32)

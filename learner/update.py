@@ -1,0 +1,178 @@
+"""SAC and REDQ-SAC as pure functions over one state pytree, fused into jitted blocks.
+
+One *unit* is TMRL's schedule for one policy update: `G = REDQ_Q_UPDATES_PER_POLICY_UPDATE` critic
+updates (G = 1 for SAC), the last of which also updates the actor and the entropy coefficient on
+the same batch, exactly like one TMRL `train()` call with a policy update. A jitted call runs
+`units` units back to back with `lax.scan` (a plain call when units == 1, for the CNN whose
+scan compiles slowly), samples its batches from the device replay, and donates the state.
+SAC is REDQ with N = M = 2 critics, G = 1, min over both targets and a min (not mean) in the
+policy loss. The critics are one stacked parameter set evaluated with `vmap`.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import sys
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from common.config import Config
+from common.specs import ObsSpec
+from learner.networks import Actor, Arch, critic_ensemble, dummy_inputs, squashed_sample
+from learner.replay import Replay, sample
+
+
+@struct.dataclass
+class TrainState:
+    actor: dict
+    critic: dict
+    target: dict
+    actor_opt: optax.OptState
+    critic_opt: optax.OptState
+    alpha_opt: optax.OptState
+    log_alpha: jax.Array
+    key: jax.Array
+    updates: jax.Array  # critic updates done (TMRL's training steps)
+
+
+def make_optimizer(name: str, lr: float, betas: tuple[float, float], l2: float) -> optax.GradientTransformation:
+    """torch semantics: Adam/SGD weight decay is an L2 term added to the gradient, AdamW's is decoupled."""
+    if name == "adamw":
+        return optax.adamw(lr, b1=betas[0], b2=betas[1], weight_decay=l2)
+    base = optax.sgd(lr) if name == "sgd" else optax.adam(lr, b1=betas[0], b2=betas[1])
+    return optax.chain(optax.add_decayed_weights(l2), base) if l2 > 0 else base
+
+
+def pick_device(cfg: Config) -> jax.Device:
+    """The GPU when `CUDA_TRAINING` and one is visible, else the CPU; says so when a GPU was asked for but absent."""
+    if cfg.CUDA_TRAINING:
+        try:
+            return jax.devices("gpu")[0]
+        except RuntimeError:
+            print("tmrlx learner: CUDA_TRAINING is true but JAX sees no GPU (install jax[cuda12]?): training on the CPU",
+                  file=sys.stderr)
+    return jax.devices("cpu")[0]
+
+
+class SAC:
+    """Builds the state and the fused update of SAC / REDQ-SAC for one config, spec and architecture."""
+
+    def __init__(self, cfg: Config, spec: ObsSpec, arch: Arch, units_per_call: int = 1):
+        alg = cfg.ALG
+        self.spec, self.arch, self.batch_size = spec, arch, cfg.BATCH_SIZE
+        self.redq = alg.ALGORITHM == "REDQSAC"
+        self.n = alg.REDQ_N if self.redq else 2
+        self.m = min(alg.REDQ_M, self.n) if self.redq else 2
+        self.g = alg.REDQ_Q_UPDATES_PER_POLICY_UPDATE if self.redq else 1
+        self.gamma, self.polyak = float(alg.GAMMA), float(alg.POLYAK)
+        self.learn_alpha, self.alpha0 = bool(alg.LEARN_ENTROPY_COEF), float(alg.ALPHA)
+        self.target_entropy = float(alg.TARGET_ENTROPY)
+        self.actor_net = Actor(spec, arch)
+        self.critics = critic_ensemble(spec, arch, self.n)
+        self.subset_critics = critic_ensemble(spec, arch, self.m)
+        self.actor_tx = make_optimizer(alg.OPTIMIZER_ACTOR, alg.LR_ACTOR, alg.BETAS_ACTOR, alg.L2_ACTOR)
+        self.critic_tx = make_optimizer(alg.OPTIMIZER_CRITIC, alg.LR_CRITIC, alg.BETAS_CRITIC, alg.L2_CRITIC)
+        self.alpha_tx = optax.adam(alg.LR_ENTROPY)
+        self.units_per_call = units_per_call
+        self.run = jax.jit(functools.partial(self.block, units=units_per_call), donate_argnums=0)
+
+    @property
+    def updates_per_call(self) -> int:
+        return self.units_per_call * self.g
+
+    def init(self, key: jax.Array) -> TrainState:
+        ka, kc, key = jax.random.split(key, 3)
+        x = dummy_inputs(self.spec)
+        actor = self.actor_net.init(ka, x)
+        critic = self.critics.init(kc, x, jnp.zeros((1, self.spec.act_dim)))
+        log_alpha = jnp.asarray(math.log(self.alpha0), jnp.float32)
+        return TrainState(actor, critic, jax.tree.map(jnp.copy, critic), self.actor_tx.init(actor), self.critic_tx.init(critic),
+                          self.alpha_tx.init(log_alpha), log_alpha, key, jnp.zeros((), jnp.int32))
+
+    # ---- losses (pure; noise and target subset given, so tests can recompute them) ----
+    def critic_loss(self, critic, target, actor, log_alpha, batch, w, eps2, subset):
+        o, o2 = self.spec.normalise(batch["o"]), self.spec.normalise(batch["o2"])
+        mu2, log_std2 = self.actor_net.apply(actor, o2)
+        a2, logp2 = squashed_sample(mu2, log_std2, eps2)
+        sub = jax.tree.map(lambda p: p[subset], target)
+        q_targ = self.subset_critics.apply(sub, o2, a2).min(axis=0)
+        alpha = jnp.exp(log_alpha)
+        backup = batch["r"] + self.gamma * (1.0 - batch["terminated"].astype(jnp.float32)) * (q_targ - alpha * logp2)
+        backup = jax.lax.stop_gradient(backup)
+        q = self.critics.apply(critic, o, batch["a"])
+        per_sample = jnp.mean((q - backup) ** 2, axis=0)
+        loss = jnp.sum(w * per_sample) / jnp.maximum(jnp.sum(w), 1.0)
+        return loss, {"loss_critic": loss, "q": jnp.mean(q), "backup": jnp.mean(backup)}
+
+    def actor_loss(self, actor, critic, log_alpha, batch, w, eps):
+        o = self.spec.normalise(batch["o"])
+        mu, log_std = self.actor_net.apply(actor, o)
+        pi, logp = squashed_sample(mu, log_std, eps)
+        q_pi = self.critics.apply(critic, o, pi)
+        q_pi = q_pi.mean(axis=0) if self.redq else q_pi.min(axis=0)
+        alpha = jnp.exp(log_alpha)
+        wsum = jnp.maximum(jnp.sum(w), 1.0)
+        loss = jnp.sum(w * (alpha * logp - q_pi)) / wsum
+        return loss, {"loss_actor": loss, "logp": jnp.sum(w * logp) / wsum}
+
+    def alpha_loss(self, log_alpha, logp):
+        return -log_alpha * (logp + self.target_entropy)
+
+    # ---- steps ----
+    def _subset(self, key):
+        return jnp.arange(self.n) if self.m == self.n else jax.random.choice(key, self.n, (self.m,), replace=False)
+
+    def critic_step(self, state: TrainState, batch, w, key):
+        k_eps, k_sub = jax.random.split(key)
+        eps2 = jax.random.normal(k_eps, (w.shape[0], self.spec.act_dim))
+        grad_fn = jax.grad(self.critic_loss, has_aux=True)
+        grads, info = grad_fn(state.critic, state.target, state.actor, state.log_alpha, batch, w, eps2, self._subset(k_sub))
+        upd, critic_opt = self.critic_tx.update(grads, state.critic_opt, state.critic)
+        critic = optax.apply_updates(state.critic, upd)
+        target = jax.tree.map(lambda t, c: self.polyak * t + (1.0 - self.polyak) * c, state.target, critic)
+        return state.replace(critic=critic, target=target, critic_opt=critic_opt, updates=state.updates + 1), info
+
+    def actor_step(self, state: TrainState, batch, w, key):
+        eps = jax.random.normal(key, (w.shape[0], self.spec.act_dim))
+        critic = jax.lax.stop_gradient(state.critic)
+        grads, info = jax.grad(self.actor_loss, has_aux=True)(state.actor, critic, state.log_alpha, batch, w, eps)
+        upd, actor_opt = self.actor_tx.update(grads, state.actor_opt, state.actor)
+        state = state.replace(actor=optax.apply_updates(state.actor, upd), actor_opt=actor_opt)
+        info["alpha"] = jnp.exp(state.log_alpha)
+        if self.learn_alpha:
+            logp = jax.lax.stop_gradient(info["logp"])
+            loss_a, g = jax.value_and_grad(self.alpha_loss)(state.log_alpha, logp)
+            upd, alpha_opt = self.alpha_tx.update(g, state.alpha_opt, state.log_alpha)
+            state = state.replace(log_alpha=optax.apply_updates(state.log_alpha, upd), alpha_opt=alpha_opt)
+            info["loss_alpha"] = loss_a
+        return state, info
+
+    def unit(self, state: TrainState, replay: Replay):
+        """G critic updates, the last one on the batch that also updates the actor (and alpha)."""
+        key, k = jax.random.split(state.key)
+        state = state.replace(key=key)
+
+        def critic_only(s, k_):
+            k_b, k_c = jax.random.split(k_)
+            batch, w = sample(replay, self.spec, k_b, self.batch_size)
+            return self.critic_step(s, batch, w, k_c)[0], None
+
+        keys = jax.random.split(k, self.g + 2)
+        if self.g > 1:
+            state, _ = jax.lax.scan(critic_only, state, keys[: self.g - 1])
+        batch, w = sample(replay, self.spec, keys[-2], self.batch_size)
+        k_c, k_a = jax.random.split(keys[-1])
+        state, info_c = self.critic_step(state, batch, w, k_c)
+        state, info_a = self.actor_step(state, batch, w, k_a)
+        return state, {**info_c, **info_a, "valid_fraction": jnp.mean(w)}
+
+    def block(self, state: TrainState, replay: Replay, units: int):
+        """`units` units in one call; returns the new state and the metrics averaged over the block."""
+        if units == 1:
+            return self.unit(state, replay)
+        state, infos = jax.lax.scan(lambda s, _: self.unit(s, replay), state, None, length=units)
+        return state, jax.tree.map(lambda v: jnp.mean(v, axis=0), infos)
