@@ -1,0 +1,315 @@
+"""The learner's actor network evaluated with NumPy alone, so an actor machine never needs JAX.
+
+Weights arrive as the flat `name -> float32 array` map of docs/architecture.md with
+`meta = {"arch": ..., "spec": ...}`. At load time the weights are re-laid out for batch-1 speed:
+each component's `scale` is folded into the first layer that reads it (so raw observations go
+straight in), convolution kernels become `(k*k*C_in, C_out)` matrices for im2col + one matmul
+(patches are strided views copied once into a reused buffer), and the `mu`/`log_std` heads are
+fused into one matmul. The result equals the Flax actor to float32 rounding.
+
+NumPy runs on the CPU: `CUDA_INFERENCE` is accepted and ignored (a batch-1 policy is faster on the
+CPU than a round trip to a GPU). Keep BLAS to one thread for batch-1 latency (see `actor.main`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+from common.specs import Component, ObsSpec
+
+ARCH_TYPES = ("mlp", "cnn")
+META_KEY = "__meta__"
+VERSION_KEY = "__version__"
+
+
+class WeightsError(ValueError):
+    """Weights that do not fit the architecture or the observation layout; the message says what."""
+
+
+@dataclass(frozen=True)
+class _Conv:
+    """One VALID convolution as im2col + matmul: `kernel` is `(k*k*C_in, C_out)`, HWIO order."""
+
+    kernel: np.ndarray
+    bias: np.ndarray
+    k: int
+    stride: int
+    out_hw: tuple[int, int]
+
+
+def _conv_out(size: int, k: int, stride: int) -> int:
+    return (size - k) // stride + 1
+
+
+def _image_layout(c: Component) -> tuple[int, int, int, int]:
+    """(history, height, width, colour channels) of an image component."""
+    h, w = c.shape[:2]
+    return c.history, h, w, (c.shape[2] if len(c.shape) == 3 else 1)
+
+
+class Policy:
+    """Squashed-Gaussian actor: `act(obs)` for one rtgym observation, `actions(parts)` for a batch."""
+
+    def __init__(self, arrays: Mapping[str, Any], meta: Mapping[str, Any], spec: ObsSpec | None = None,
+                 version: int = -1):
+        try:
+            arch = dict(meta["arch"])
+            wspec = ObsSpec.from_dict(meta["spec"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise WeightsError(f"weights meta must hold 'arch' and 'spec' ({type(e).__name__}: {e})") from None
+        if spec is not None and wspec.hash() != spec.hash():
+            raise WeightsError(f"weights were trained for observation layout {wspec.hash()} "
+                               f"({_describe(wspec)}), this actor produces {spec.hash()} ({_describe(spec)})")
+        self.spec, self.arch, self.version = wspec, arch, int(version)
+        kind = arch.get("type")
+        if kind not in ARCH_TYPES:
+            raise WeightsError(f"weights meta 'arch.type' is {kind!r}: expected one of {ARCH_TYPES}")
+        self.log_std_min = np.float32(arch.get("log_std_min", -20.0))
+        self.log_std_max = np.float32(arch.get("log_std_max", 2.0))
+        images = [c for c in wspec.components if c.is_image]
+        if (kind == "cnn") != bool(images) or len(images) > 1:
+            raise WeightsError(f"arch {kind!r} needs {'exactly one' if kind == 'cnn' else 'no'} image component, "
+                               f"the layout has {len(images)}")
+        self.image = images[0] if images else None
+        self.flat = [c for c in wspec.components if not c.is_image]
+        w = _Arrays(arrays)
+        self.convs = self._load_convs(w, arch) if self.image is not None else []
+        self.conv_dim = int(np.prod(self.convs[-1].out_hw)) * self.convs[-1].kernel.shape[1] if self.convs else 0
+        self.hidden = self._load_hidden(w, arch)
+        act = wspec.act_dim
+        mu_k, mu_b = w.take("mu", (self.hidden[-1].shape[1], act))
+        ls_k, ls_b = w.take("log_std", mu_k.shape)
+        self.head = _with_bias(np.concatenate([mu_k, ls_k], axis=1), np.concatenate([mu_b, ls_b]))
+        w.check_all_used()
+        self._workspaces: dict[int, _Workspace] = {}
+
+    # ---- loading -------------------------------------------------------------------------------------
+
+    def _load_convs(self, w: _Arrays, arch: Mapping) -> list[_Conv]:
+        assert self.image is not None
+        hist, h, wd, col = _image_layout(self.image)
+        c_in = hist * col
+        convs = []
+        for i, spec in enumerate(arch.get("convs", ())):
+            try:
+                out, k, stride = (int(v) for v in spec)
+            except (TypeError, ValueError):
+                raise WeightsError(f"arch 'convs[{i}]' is {spec!r}: expected [out_channels, kernel, stride]") from None
+            h, wd = _conv_out(h, k, stride), _conv_out(wd, k, stride)
+            if h < 1 or wd < 1:
+                raise WeightsError(f"conv_{i} (kernel {k}, stride {stride}) leaves no output on this image size")
+            kernel, bias = w.take(f"conv_{i}", (k, k, c_in, out))
+            if i == 0:
+                kernel = kernel * np.float32(self.image.scale)
+            convs.append(_Conv(np.ascontiguousarray(kernel.reshape(k * k * c_in, out)), bias, k, stride, (h, wd)))
+            c_in = out
+        if not convs:
+            raise WeightsError("arch 'cnn' has no 'convs'")
+        return convs
+
+    def _load_hidden(self, w: _Arrays, arch: Mapping) -> list[np.ndarray]:
+        sizes = [int(s) for s in arch.get("hidden", (256, 256))]
+        scales = [np.full(self.conv_dim, 1.0, np.float32)]
+        scales += [np.full(_size(c), c.scale, np.float32) for c in self.flat]
+        scales.append(np.ones(self.spec.act_buf_len * self.spec.act_dim, np.float32))
+        row_scale = np.concatenate(scales)
+        layers, fan_in = [], row_scale.size
+        for i, size in enumerate(sizes):
+            kernel, bias = w.take(f"hidden_{i}", (fan_in, size))
+            if i == 0:
+                kernel = kernel * row_scale[:, None]
+            layers.append(_with_bias(kernel, bias))
+            fan_in = size
+        if not layers:
+            raise WeightsError("arch 'hidden' is empty: the actor needs at least one hidden layer")
+        return layers
+
+    # ---- evaluation ----------------------------------------------------------------------------------
+
+    def act(self, obs: Sequence[Any], rng: np.random.Generator | None = None) -> np.ndarray:
+        """Action for one rtgym observation tuple: `tanh(mu)` without `rng`, else a sample."""
+        ws = self._workspace(1)
+        n = len(self.spec.components)
+        if len(obs) != n + self.spec.act_buf_len:
+            raise ValueError(f"observation has {len(obs)} parts, the spec expects {n} + {self.spec.act_buf_len} actions")
+        for view, part in zip(ws.obs_views, obs):
+            view[...] = part
+        eps = None if rng is None else rng.standard_normal((1, self.spec.act_dim), dtype=np.float32)
+        return self._run(ws, eps)[0].copy()
+
+    def heads(self, parts: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+        """(mu, log_std) for a batch of raw (un-normalised) parts shaped like `spec.split`'s with a batch axis."""
+        ws = self._fill(parts)
+        z = self._trunk(ws)
+        act = self.spec.act_dim
+        return z[:, :act].copy(), np.clip(z[:, act:], self.log_std_min, self.log_std_max)
+
+    def actions(self, parts: Mapping[str, Any], eps: np.ndarray | None = None) -> np.ndarray:
+        """Batched actions in [-1, 1]: deterministic without `eps`, else `tanh(mu + exp(log_std) * eps)`."""
+        ws = self._fill(parts)
+        return self._run(ws, None if eps is None else np.asarray(eps, np.float32)).copy()
+
+    def _fill(self, parts: Mapping[str, Any]) -> _Workspace:
+        batch = int(np.shape(parts["act_buf"])[0])
+        ws = self._workspace(batch)
+        for c, view in zip(self.spec.components, ws.part_views):
+            view[...] = np.reshape(parts[c.name], view.shape)
+        ws.act_view[...] = np.reshape(parts["act_buf"], ws.act_view.shape)
+        return ws
+
+    def _run(self, ws: _Workspace, eps: np.ndarray | None) -> np.ndarray:
+        z = self._trunk(ws)
+        act = self.spec.act_dim
+        u = ws.u
+        if eps is None:
+            return np.tanh(z[:, :act], out=u)
+        np.clip(z[:, act:], self.log_std_min, self.log_std_max, out=u)
+        np.exp(u, out=u)
+        np.multiply(u, eps, out=u)
+        np.add(u, z[:, :act], out=u)
+        return np.tanh(u, out=u)
+
+    def _trunk(self, ws: _Workspace) -> np.ndarray:
+        """Everything up to the fused head output `(B, 2 * act_dim)` = [mu, raw log_std]."""
+        if self.convs:
+            for conv, (view, dst), patches, out in zip(self.convs, ws.im2col, ws.patches, ws.conv_out):
+                np.copyto(dst, view)
+                np.matmul(patches, conv.kernel, out=out)
+                np.add(out, conv.bias, out=out)
+                np.maximum(out, 0.0, out=out)
+            np.copyto(ws.x[:, :self.conv_dim], ws.conv_out[-1].reshape(ws.batch, -1))
+        h = ws.x
+        for kernel, buf, out in zip(self.hidden, ws.hidden, ws.hidden_out):
+            np.matmul(h, kernel, out=out)
+            np.maximum(buf, 0.0, out=buf)  # the trailing 1 (bias input) survives the ReLU
+            h = buf
+        return np.matmul(h, self.head, out=ws.z)
+
+    def _workspace(self, batch: int) -> _Workspace:
+        ws = self._workspaces.get(batch)
+        if ws is None:
+            if len(self._workspaces) >= 4:
+                self._workspaces.clear()
+            ws = self._workspaces[batch] = _Workspace(self, batch)
+        return ws
+
+
+class _Workspace:
+    """Buffers reused across calls for one batch size: no allocation on the per-step path."""
+
+    def __init__(self, p: Policy, batch: int):
+        spec = p.spec
+        self.batch = batch
+        feat = p.conv_dim + sum(_size(c) for c in p.flat) + spec.act_buf_len * spec.act_dim
+        # each layer's input ends with a constant 1 that multiplies the bias row of the next kernel
+        self.x = np.ones((batch, feat + 1), np.float32)
+        self.hidden = [np.ones((batch, k.shape[1] + 1), np.float32) for k in p.hidden]
+        self.hidden_out = [h[:, :-1] for h in self.hidden]
+        self.z = np.empty((batch, p.head.shape[1]), np.float32)
+        self.u = np.empty((batch, spec.act_dim), np.float32)
+        views: dict[str, np.ndarray] = {}
+        col = p.conv_dim
+        for c in p.flat:
+            views[c.name] = self.x[:, col:col + _size(c)]
+            col += _size(c)
+        self.act_view = self.x[:, col:-1].reshape(batch, spec.act_buf_len, spec.act_dim)
+        if p.image is not None:
+            hist, h, w, colour = _image_layout(p.image)
+            self.image = np.zeros((batch, h, w, hist, colour), np.uint8)  # NHWC, channels history-major
+            view = self.image.transpose(0, 3, 1, 2, 4)  # the observation's (B, history, h, w, colour)
+            view = view[..., 0] if len(p.image.shape) == 2 else view
+            views[p.image.name] = view[:, 0] if p.image.history == 1 else view
+            self.patches = [np.empty((batch * c.out_hw[0] * c.out_hw[1], c.kernel.shape[0]), np.float32) for c in p.convs]
+            self.conv_out = [np.empty((batch * c.out_hw[0] * c.out_hw[1], c.kernel.shape[1]), np.float32) for c in p.convs]
+            self.im2col = self._im2col(p.convs)
+        self.part_views = [views[c.name] for c in spec.components]
+        per_sample = [v[0].reshape(c.obs_shape) for v, c in zip(self.part_views, spec.components)]
+        acts = [self.act_view[0, i] for i in range(spec.act_buf_len)]
+        self.obs_views = per_sample + acts
+
+    def _im2col(self, convs: list[_Conv]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per conv, (strided patch view of its input, the same shape viewing its patch buffer): one copy each."""
+        pairs, src = [], self.image
+        for i, (conv, patches) in enumerate(zip(convs, self.patches)):
+            if i > 0:  # the previous conv's output, (B*oh*ow, C) rows, seen as NHWC
+                src = self.conv_out[i - 1].reshape(self.batch, *convs[i - 1].out_hw, -1)
+            sb, sy, sx, *inner = src.strides
+            oh, ow = conv.out_hw
+            shape = (self.batch, oh, ow, conv.k, conv.k, *src.shape[3:])
+            view = as_strided(src, shape, (sb, conv.stride * sy, conv.stride * sx, sy, sx, *inner), writeable=False)
+            pairs.append((view, patches.reshape(shape)))
+        return pairs
+
+
+class _Arrays:
+    """The published weight map, checked name by name and shape by shape as layers take it."""
+
+    def __init__(self, arrays: Mapping[str, Any]):
+        self.arrays = dict(arrays)
+        self.used: set[str] = set()
+
+    def take(self, layer: str, kernel_shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+        kernel = self._get(f"{layer}/kernel", kernel_shape)
+        return kernel, self._get(f"{layer}/bias", (kernel_shape[-1],))
+
+    def _get(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
+        if name not in self.arrays:
+            raise WeightsError(f"weights have no {name!r} (they hold {sorted(self.arrays)})")
+        a = np.asarray(self.arrays[name])
+        if a.shape != tuple(shape):
+            raise WeightsError(f"weight {name!r} has shape {a.shape}, the architecture and layout need {tuple(shape)}")
+        if not np.issubdtype(a.dtype, np.floating):
+            raise WeightsError(f"weight {name!r} has dtype {a.dtype}: expected float32")
+        self.used.add(name)
+        return np.ascontiguousarray(a, dtype=np.float32)
+
+    def check_all_used(self) -> None:
+        extra = sorted(set(self.arrays) - self.used)
+        if extra:
+            raise WeightsError(f"weights hold arrays the architecture does not use: {extra}")
+
+
+def _with_bias(kernel: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """`[kernel; bias]`: with a constant 1 appended to the input, one matmul also adds the bias."""
+    return np.ascontiguousarray(np.concatenate([kernel, bias[None]], axis=0), dtype=np.float32)
+
+
+def _size(c: Component) -> int:
+    return int(np.prod(c.obs_shape))
+
+
+def _describe(spec: ObsSpec) -> str:
+    parts = [f"{c.name}{list(c.obs_shape)}" for c in spec.components]
+    return ", ".join(parts) + f", {spec.act_buf_len}x{spec.act_dim} actions"
+
+
+def save_weights(path: Path, version: int, arrays: Mapping[str, np.ndarray], meta: Mapping) -> None:
+    """Write weights as an `.npz` (no pickle): the arrays plus JSON meta and the version."""
+    extra = {META_KEY: np.array(json.dumps(meta)), VERSION_KEY: np.array(int(version))}
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, **{k: np.asarray(v, np.float32) for k, v in arrays.items()}, **extra)
+    tmp.replace(path)
+
+
+def load_weights(path: Path) -> tuple[int, dict[str, np.ndarray], dict]:
+    """Read an `.npz` weights file written by `save_weights` (or the learner), refusing pickled objects."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+    except (OSError, ValueError) as e:
+        raise WeightsError(f"cannot read weights file {path}: {e}") from None
+    if META_KEY not in arrays:
+        raise WeightsError(f"weights file {path} has no {META_KEY!r} entry (arch and observation layout)")
+    try:
+        meta = json.loads(str(arrays.pop(META_KEY)))
+    except json.JSONDecodeError as e:
+        raise WeightsError(f"weights file {path}: {META_KEY!r} is not JSON ({e.msg})") from None
+    version = int(arrays.pop(VERSION_KEY, -1))
+    return version, arrays, meta
