@@ -1,0 +1,233 @@
+"""TMRL's training schedule around the fused update: epochs x rounds x steps, ratio control, publish, checkpoint.
+
+Updates run in blocks of `SAC.updates_per_call` (sized to divide the round and the intervals
+when possible); the ratio check, sample pulls, weight publication and the stop flag are looked at
+between blocks. Metrics stay on the device until the end of a round.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from common import paths
+from common.config import Config, ConfigError
+from common.metrics import Metrics
+from common.specs import ObsSpec
+from learner.checkpoint import Checkpoints
+from learner.ingest import ChunkError, Ingest, concat_rows
+from learner.networks import Arch
+from learner.publish import actor_weights, weights_meta
+from learner.replay import init_replay, insert, size
+from learner.source import Source
+from learner.update import SAC, pick_device
+
+
+@dataclass
+class Counters:
+    epoch: int = 0
+    round: int = 0
+    round_updates: int = 0
+    updates: int = 0
+    samples: int = 0
+    episodes: int = 0
+    publications: int = 0
+    saves: int = 0
+
+
+def units_per_call(cfg: Config, arch: Arch, g: int, device: jax.Device) -> int:
+    """Largest block (in units of `g` updates) that divides the round and both intervals, capped by model and device."""
+    if arch.type == "cnn":
+        return 1
+    step = math.gcd(cfg.TRAINING_STEPS_PER_ROUND, cfg.UPDATE_BUFFER_INTERVAL, cfg.UPDATE_MODEL_INTERVAL)
+    cap = 50 if device.platform == "gpu" else 10
+    return next((u for u in range(cap, 0, -1) if step % (u * g) == 0), 1)
+
+
+class Trainer:
+    """The learner: owns the state, the replay memory and the counters; `run()` trains until done or stopped."""
+
+    def __init__(self, cfg: Config, spec: ObsSpec, source: Source, arch: Arch | None = None,
+                 metrics: Metrics | None = None, checkpoints: Checkpoints | None = None, seed: int = 0):
+        self.cfg, self.spec, self.source = cfg, spec, source
+        self.arch = arch or Arch.for_spec(spec)
+        self.metrics = metrics or Metrics([])
+        self.checkpoints = checkpoints
+        self.device = pick_device(cfg)
+        g = cfg.ALG.REDQ_Q_UPDATES_PER_POLICY_UPDATE if cfg.ALG.ALGORITHM == "REDQSAC" else 1
+        self.sac = SAC(cfg, spec, self.arch, units_per_call(cfg, self.arch, g, self.device))
+        self.seed = seed
+        self.state = self._fresh_state()
+        self.replay = init_replay(spec, cfg.MEMORY_SIZE, self.device)
+        self.ingest = Ingest(spec)
+        self.counters = Counters()
+        self.stopping = False
+        self._episodes: list[dict] = []
+        self._infos: list = []
+        self._last_pull = 0
+
+    def _fresh_state(self):
+        return jax.device_put(self.sac.init(jax.random.PRNGKey(self.seed)), self.device)
+
+    # ---- samples and weights ----
+    def pull(self, timeout: float = 0.0) -> int:
+        """Ingest whatever the source has (waiting up to `timeout` for the first chunk); bad chunks are reported and skipped."""
+        rows = []
+        for meta, arrays in self.source.poll_samples(timeout=timeout):
+            try:
+                rows.append(self.ingest.rows_of(meta, arrays))
+            except ChunkError as e:
+                print(f"tmrlx learner: rejected {e}", file=sys.stderr)
+        batch = concat_rows(rows)
+        n = len(batch.get("reward", ()))
+        if n:
+            self.replay = insert(self.replay, batch)
+            self.counters.samples += n
+        self._episodes += self.source.poll_episodes()
+        self._last_pull = self.counters.updates
+        return n
+
+    def publish(self) -> None:
+        version = self.counters.updates
+        weights = actor_weights(self.state.actor)
+        self.source.publish_weights(version, weights, weights_meta(self.spec, self.arch))
+        self.counters.publications += 1
+        every = self.cfg.SAVE_MODEL_EVERY
+        if every and self.counters.publications % every == 0:
+            self.save_weights(weights, f"{self.cfg.RUN_NAME}_{version}")
+
+    def save_weights(self, weights: dict, name: str) -> Path:
+        out = paths.weights_dir() / f"{name}.npz"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_suffix(".tmp.npz")
+        np.savez(tmp, **weights)
+        tmp.replace(out)
+        return out
+
+    # ---- the schedule ----
+    def ready(self) -> bool:
+        """TMRL's ratio control: enough samples to start, and not too many updates per sample."""
+        c, cfg = self.counters, self.cfg
+        if c.samples < max(cfg.ENVIRONMENT_STEPS_BEFORE_TRAINING, 2):
+            return False
+        return c.updates + self.sac.updates_per_call <= cfg.MAX_TRAINING_STEPS_PER_ENVIRONMENT_STEP * c.samples
+
+    def run_round(self) -> bool:
+        """Train one round (resuming a partial one); False when stopped before its end."""
+        cfg, c = self.cfg, self.counters
+        t0, idle = time.perf_counter(), 0.0
+        start_updates = c.round_updates
+        while c.round_updates < cfg.TRAINING_STEPS_PER_ROUND:
+            if self.stopping:
+                return False
+            if c.updates - self._last_pull >= cfg.UPDATE_BUFFER_INTERVAL:
+                self.pull()
+            if not self.ready():
+                t = time.perf_counter()
+                self.pull(timeout=0.05)
+                idle += time.perf_counter() - t
+                continue
+            before = c.updates
+            self.state, info = self.sac.run(self.state, self.replay)
+            self._infos.append(info)
+            c.updates += self.sac.updates_per_call
+            c.round_updates += self.sac.updates_per_call
+            if c.updates // cfg.UPDATE_MODEL_INTERVAL > before // cfg.UPDATE_MODEL_INTERVAL:
+                self.publish()
+        self.pull()
+        jax.block_until_ready(self.state)
+        elapsed = time.perf_counter() - t0
+        self.metrics.write(self._round_record(c.round_updates - start_updates, elapsed, idle))
+        c.round += 1
+        c.round_updates = 0
+        return True
+
+    def _round_record(self, updates: int, elapsed: float, idle: float) -> dict:
+        c = self.counters
+        rec = {"epoch": c.epoch, "round": c.round, "updates": c.updates, "samples": c.samples,
+               "memory": size(self.replay), "memory_fill": size(self.replay) / self.replay.capacity,
+               "round_time": elapsed, "idle_time": idle, "updates_per_s": updates / max(elapsed - idle, 1e-9)}
+        eps, self._episodes = self._episodes, []
+        c.episodes += len(eps)
+        rec["episodes"] = len(eps)
+        rec["return"] = float(np.mean([e["return"] for e in eps])) if eps else float("nan")
+        rec["episode_length"] = float(np.mean([e["length"] for e in eps])) if eps else float("nan")
+        if self._infos:
+            infos = jax.device_get(self._infos)
+            self._infos = []
+            for k in infos[0]:
+                rec[k] = float(np.mean([i[k] for i in infos]))
+            rec["entropy"] = -rec.pop("logp")
+        return rec
+
+    def run_epoch(self) -> bool:
+        """The rest of the current epoch; False when stopped."""
+        self.metrics.start_epoch(self.counters.epoch, self.cfg.ROUNDS_PER_EPOCH)
+        while self.counters.round < self.cfg.ROUNDS_PER_EPOCH:
+            if not self.run_round():
+                return False
+        self.counters.epoch += 1
+        self.counters.round = 0
+        return True
+
+    def run(self) -> int:
+        """Train until MAX_EPOCHS or `stop()`; checkpoint after every epoch and on stop."""
+        if self.counters.publications == 0:
+            self.publish()
+        while self.counters.epoch < self.cfg.MAX_EPOCHS and not self.stopping:
+            if self.run_epoch():
+                self.save()
+        if self.stopping:
+            self.save()
+        self.metrics.close()
+        return 0
+
+    def stop(self) -> None:
+        """Ask the loop to stop between two blocks (signal-safe: only sets a flag)."""
+        self.stopping = True
+
+    # ---- checkpoints ----
+    def _arrays(self):
+        return {"state": self.state, "replay": self.replay}
+
+    def _meta(self) -> dict:
+        return {"counters": asdict(self.counters), "ingest": self.ingest.state(), "config": self.cfg.to_dict(),
+                "spec": self.spec.to_dict(), "arch": self.arch.to_dict(), "memory_size": self.replay.capacity}
+
+    def save(self) -> None:
+        if self.checkpoints is None:
+            return
+        self.counters.saves += 1
+        self.checkpoints.save(self.counters.saves, self._arrays(), self._meta())
+        self.save_weights(actor_weights(self.state.actor), self.cfg.RUN_NAME)
+
+    def resume(self) -> dict | None:
+        """Load the newest good checkpoint; with RESET_TRAINING keep only its replay memory. Returns its counters."""
+        if self.checkpoints is None or not self.checkpoints.steps():
+            return None
+        meta = self.checkpoints.read_meta(self.checkpoints.steps()[0])
+        for key, mine in (("spec", self.spec.to_dict()), ("arch", self.arch.to_dict()), ("memory_size", self.replay.capacity)):
+            if meta.get(key) != mine:
+                raise ConfigError(f"the checkpoints in {self.checkpoints.directory} were made with another {key} "
+                                  f"({meta.get(key)!r}, now {mine!r}): choose another RUN_NAME or delete that folder")
+        found = self.checkpoints.restore(self._arrays())
+        if found is None:
+            print("tmrlx learner: no readable checkpoint, starting from scratch", file=sys.stderr)
+            return None
+        _, arrays, meta = found
+        self.replay = jax.device_put(arrays["replay"], self.device)
+        self.ingest.load_state(meta["ingest"])
+        saved = Counters(**meta["counters"])
+        if self.cfg.RESET_TRAINING:
+            self.counters = Counters(samples=saved.samples, saves=saved.saves)
+        else:
+            self.state = jax.device_put(arrays["state"], self.device)
+            self.counters = saved
+        self._last_pull = self.counters.updates
+        return asdict(saved)
