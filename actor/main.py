@@ -1,0 +1,129 @@
+"""`tmrlx actor` (alias `worker`), `tmrlx test` and `tmrlx expert`: one process, one environment, one policy.
+
+- `actor`: follows the broker's weights (uniform random actions until the first ones arrive),
+  sends samples and episode statistics;
+- `expert`: a fixed policy from `--weights` (or the newest `RUN_NAME*.npz` in the data folder's
+  `weights/`), sends samples, ignores weight updates;
+- `test`: the deterministic policy (from `--weights`/`weights/`, else the broker's latest), sends
+  nothing, prints each episode's return.
+
+Actors are ZeroMQ clients that only connect out to the broker's `PORT`: they bind no port, so
+any number of them share a machine and `LOCAL_PORT_WORKER` is unused. The loop pins BLAS to one
+thread (see `actor.rollout.Rollout.run`).
+`CUDA_INFERENCE` is accepted and ignored (the NumPy policy runs on the CPU).
+"""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+from common import paths
+from common.config import Config, ConfigError
+from common.specs import spec_from_config
+
+
+def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
+    parser.add_argument("--episodes", type=int, default=None, metavar="N",
+                        help="stop after N episodes (default: run until interrupted)")
+    parser.add_argument("--seed", type=int, default=None, help="seed of the first reset and of the action noise")
+    if command in ("test", "expert"):
+        parser.add_argument("--weights", type=Path, default=None, metavar="PATH",
+                            help="weights file (.npz) or folder holding them (default: the newest RUN_NAME*.npz "
+                                 "in the data folder's weights/)")
+    if command != "test":
+        parser.add_argument("--deterministic", action="store_true", help="act with tanh(mu) instead of sampling")
+
+
+def find_weights(cfg: Config, given: Path | None) -> Path | None:
+    """The weights file to use: `given` (a file, or the newest .npz in a folder), else the data folder's newest."""
+    if given is not None:
+        if given.is_dir():
+            found = sorted(given.glob("*.npz"), key=lambda p: p.stat().st_mtime)
+            if not found:
+                raise ConfigError(f"--weights {given}: the folder holds no .npz weights file")
+            return found[-1]
+        if not given.is_file():
+            raise ConfigError(f"--weights {given}: no such file")
+        return given
+    found = sorted(paths.weights_dir().glob(f"{cfg.RUN_NAME}*.npz"), key=lambda p: p.stat().st_mtime)
+    return found[-1] if found else None
+
+
+def load_policy(cfg: Config, args: argparse.Namespace, spec: Any) -> Any:
+    from actor.policy import Policy, WeightsError, load_weights
+
+    path = find_weights(cfg, getattr(args, "weights", None))
+    if path is None:
+        if args.command == "expert":
+            raise ConfigError(f"expert mode needs weights: pass --weights PATH or put {cfg.RUN_NAME}*.npz "
+                              f"in {paths.weights_dir()}")
+        return None
+    try:
+        version, arrays, meta = load_weights(path)
+        policy = Policy(arrays, meta, spec, version)
+    except WeightsError as e:
+        raise ConfigError(str(e)) from None
+    print(f"tmrlx {args.command}: policy from {path} (version {version}, {policy.arch.get('type')})", file=sys.stderr)
+    return policy
+
+
+def _format(stats: dict) -> str:
+    extra = "".join(f", {k} {stats[k]}" for k in ("progress", "finished") if k in stats)
+    return (f"episode return {stats['return']:.3f}, length {stats['length']}, step mean {stats['mean_step_s'] * 1e3:.1f} ms"
+            f" max {stats['max_step_s'] * 1e3:.1f} ms, late {stats['late_steps']}, inference p50 "
+            f"{stats['inference_p50_ms']:.3f} ms, policy v{stats['policy_version']}{extra}")
+
+
+def run(cfg: Config, args: argparse.Namespace) -> int:
+    from actor.envs import make_env
+    from actor.rollout import Rollout
+
+    mode = args.command if args.command in ("test", "expert") else "actor"
+    spec = spec_from_config(cfg)
+    policy = load_policy(cfg, args, spec) if mode in ("test", "expert") else None
+    if cfg.CUDA_INFERENCE:
+        print(f"tmrlx {mode}: CUDA_INFERENCE is ignored: the NumPy policy runs on the CPU", file=sys.stderr)
+    session = secrets.token_hex(8)
+    stop = threading.Event()
+    with ExitStack() as stack:
+        client = None
+        if mode != "test" or policy is None:
+            from common.transport import ActorClient
+
+            client = ActorClient(cfg, spec, session=session)
+            stack.callback(client.close)
+        env = make_env(cfg)
+        stack.callback(env.close)
+        stack.enter_context(_stop_on_signals(stop))
+        rollout = Rollout(env, spec, client, mode=mode, policy=policy, max_steps=cfg.RW_MAX_SAMPLES_PER_EPISODE,
+                          time_step=cfg.ENV.RTGYM_CONFIG.time_step_duration, seed=args.seed, session=session,
+                          deterministic=True if mode == "test" else args.deterministic)
+        done = rollout.run(args.episodes, stop, on_episode=lambda s: print(f"tmrlx {mode}: {_format(s)}", flush=True))
+        print(f"tmrlx {mode}: {len(done)} episodes" + (", stopped by a signal" if stop.is_set() else ""), file=sys.stderr)
+    return 0
+
+
+@contextmanager
+def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """SIGINT/SIGTERM set `stop` (the loop ends between two steps and sends its last chunk); a second SIGINT aborts."""
+    def handle(signum: int, frame: Any) -> None:
+        if stop.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        stop.set()
+
+    saved = {}
+    if threading.current_thread() is threading.main_thread():
+        saved = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)

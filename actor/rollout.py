@@ -1,0 +1,259 @@
+"""The real-time loop (TMRL's `RolloutWorker`): act, step, send only what is new, swap weights between steps.
+
+Nothing on the per-step path may wait on the network: `client.send_samples` only enqueues (the
+transport's background thread sends, with a bounded queue), new weights are turned into a
+`Policy` on a helper thread and swapped in between two steps, and a chunk of rows is handed
+over every `CHUNK_SECONDS` (10 steps at TMRL's 20 Hz; 0.5 s keeps the learner fed without
+per-step messages) or `CHUNK_MAX_ROWS` rows (a lockstep simulator runs faster than real time),
+and at every episode end.
+"""
+
+from __future__ import annotations
+
+import secrets
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, Protocol
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from actor.policy import Policy, WeightsError
+from common.specs import ObsSpec
+
+CHUNK_SECONDS = 0.5
+CHUNK_MAX_ROWS = 256
+LATE_TOLERANCE = 0.5  # a step is late when it lasts more than 1.5 time steps (rtgym then breaks its elastic clock)
+INFERENCE_BUDGET = 0.25  # warn when inference takes more than this fraction of a time step
+
+
+class ActorLink(Protocol):
+    """What the loop needs from `common.transport.ActorClient` (a fake one in tests)."""
+
+    def send_samples(self, arrays: dict[str, np.ndarray], meta: dict) -> None: ...
+
+    def send_episode(self, stats: dict) -> None: ...
+
+    def latest_weights(self) -> tuple[int, dict[str, np.ndarray], dict] | None: ...
+
+
+class ChunkWriter:
+    """Columnar rows of one actor stream (docs/architecture.md), cut into chunks with exactly-once counters."""
+
+    def __init__(self, spec: ObsSpec, session: str, max_rows: int = CHUNK_MAX_ROWS):
+        self.spec, self.session, self.max_rows = spec, session, max_rows
+        self.seq = 0  # chunks handed out so far
+        self.rows = 0  # rows handed out so far: step0 of the next chunk
+        self.version = -1
+        self._new()
+
+    def _new(self) -> None:
+        n, spec = self.max_rows, self.spec
+        self.cols = {f"obs.{c.name}": np.zeros((n, *c.shape), c.dtype) for c in spec.components}
+        self.cols["action"] = np.zeros((n, spec.act_dim), np.float32)
+        self.cols["reward"] = np.zeros(n, np.float32)
+        for flag in ("terminated", "truncated", "first"):
+            self.cols[flag] = np.zeros(n, bool)
+        self.n = 0
+
+    def add(self, obs: Any, action: np.ndarray | None, reward: float, terminated: bool, truncated: bool,
+            version: int) -> bool:
+        """One row (`action is None`: the observation `reset()` returned); True when the chunk is full."""
+        if self.n == 0:
+            self.version = version
+        k = self.n
+        for name, frame in self.spec.newest(obs).items():
+            self.cols[f"obs.{name}"][k] = frame
+        if action is not None:
+            self.cols["action"][k] = action
+        self.cols["reward"][k] = reward
+        self.cols["terminated"][k] = terminated
+        self.cols["truncated"][k] = truncated
+        self.cols["first"][k] = action is None
+        self.n += 1
+        return self.n >= self.max_rows
+
+    def flush(self) -> tuple[dict[str, np.ndarray], dict] | None:
+        """The pending rows as (arrays, meta), or None; the arrays are handed over (never reused here)."""
+        if self.n == 0:
+            return None
+        arrays = {k: v[:self.n] for k, v in self.cols.items()}
+        meta = {"session": self.session, "seq": self.seq, "step0": self.rows, "policy_version": self.version}
+        self.seq += 1
+        self.rows += self.n
+        self._new()
+        return arrays, meta
+
+
+class WeightsFollower:
+    """Builds a `Policy` from each weights message on a helper thread; `ready()` hands it over between steps."""
+
+    def __init__(self, spec: ObsSpec, log: Callable[[str], None]):
+        self.spec, self.log = spec, log
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="tmrlx-weights")
+        self._pending: Future | None = None
+        self._queued: tuple[int, dict, dict] | None = None
+
+    def offer(self, message: tuple[int, dict, dict] | None) -> None:
+        if message is not None:
+            self._queued = message  # a newer message replaces one not yet started
+        if self._queued is not None and self._pending is None:
+            version, arrays, meta = self._queued
+            self._queued = None
+            self._pending = self._pool.submit(Policy, arrays, meta, self.spec, version)
+
+    def ready(self) -> Policy | None:
+        """The newly built policy if one finished since the last call (bad weights are reported and skipped)."""
+        fut = self._pending
+        if fut is None or not fut.done():
+            return None
+        self._pending = None
+        try:
+            return fut.result()
+        except (WeightsError, ValueError) as e:
+            self.log(f"tmrlx actor: ignoring weights: {e}")
+            return None
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+class Rollout:
+    """Runs episodes of `env` with the current policy; what it sends and follows depends on the mode.
+
+    - actor: stochastic policy, follows the broker's weights, sends samples and episode stats;
+    - expert: a fixed `policy` (weights updates ignored), sends samples and episode stats;
+    - test: deterministic policy, follows weights when `client` is given, sends nothing.
+    Until a policy exists (an actor before the first weights) actions are uniform in [-1, 1].
+    """
+
+    def __init__(self, env: Any, spec: ObsSpec, client: ActorLink | None, *, mode: str = "actor",
+                 policy: Policy | None = None, max_steps: int = 1000, time_step: float = 0.05,
+                 deterministic: bool | None = None, seed: int | None = None, session: str | None = None,
+                 chunk_seconds: float = CHUNK_SECONDS, chunk_rows: int = CHUNK_MAX_ROWS,
+                 log: Callable[[str], None] | None = None):
+        if mode not in ("actor", "expert", "test"):
+            raise ValueError(f"mode is {mode!r}: expected 'actor', 'expert' or 'test'")
+        if mode == "expert" and policy is None:
+            raise ValueError("expert mode needs a fixed policy (weights file)")
+        self.env, self.spec, self.client, self.mode = env, spec, client, mode
+        self.policy = policy
+        self.max_steps, self.time_step = int(max_steps), float(time_step)
+        self.deterministic = (mode == "test") if deterministic is None else deterministic
+        self.send = mode != "test" and client is not None
+        self.rng = np.random.default_rng(seed)
+        self.seed = seed
+        self.session = session or secrets.token_hex(8)
+        self.writer = ChunkWriter(spec, self.session, chunk_rows)
+        self.chunk_seconds = chunk_seconds
+        self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+        follow = mode != "expert" and client is not None
+        self.follower = WeightsFollower(spec, self.log) if follow else None
+        self.episodes = 0
+        self._chunk_t0 = 0.0
+
+    @property
+    def version(self) -> int:
+        return self.policy.version if self.policy is not None else -1
+
+    def run(self, episodes: int | None = None, stop: threading.Event | None = None,
+            on_episode: Callable[[dict], None] | None = None) -> list[dict]:
+        """Episodes until `episodes` are done or `stop` is set (then the partial chunk is still sent)."""
+        stop = stop or threading.Event()
+        results = []
+        # one BLAS thread: at batch 1 a second one only adds hand-off latency, and an OpenBLAS thread that
+        # spins for work steals the CPU from rtgym's time-step thread (measured: late steps with 2 threads)
+        limits = threadpool_limits(1, user_api="blas")
+        try:
+            while (episodes is None or len(results) < episodes) and not stop.is_set():
+                stats = self.episode(stop)
+                if stats is not None:
+                    results.append(stats)
+                    if on_episode is not None:
+                        on_episode(stats)
+        finally:
+            limits.restore_original_limits()
+            self._flush()
+            if self.follower is not None:
+                self.follower.close()
+        return results
+
+    def episode(self, stop: threading.Event | None = None) -> dict | None:
+        """One episode; its statistics (None when `stop` cut it short)."""
+        clock = time.perf_counter
+        seed = None if self.seed is None or self.episodes else self.seed
+        obs, info = self.env.reset(seed=seed)
+        self._add(obs, None, 0.0, False, False)
+        steps, inference, total = [], [], 0.0
+        terminated = truncated = False
+        last = clock()
+        while not (terminated or truncated):
+            if stop is not None and stop.is_set():
+                return None
+            self._swap_weights()
+            t0 = clock()
+            action = self._act(obs)
+            inference.append(clock() - t0)
+            obs, reward, terminated, truncated, info = self.env.step(action)
+            now = clock()
+            steps.append(now - last)
+            last = now
+            total += float(reward)
+            truncated = bool(truncated) or (not terminated and len(steps) >= self.max_steps)
+            self._add(obs, action, float(reward), bool(terminated), truncated)
+        self._flush()
+        self.episodes += 1
+        stats = self._stats(total, steps, inference, info)
+        if self.send:
+            self.client.send_episode(stats)  # type: ignore[union-attr]
+        return stats
+
+    def _act(self, obs: Any) -> np.ndarray:
+        if self.policy is None:
+            return self.rng.uniform(-1.0, 1.0, self.spec.act_dim).astype(np.float32)
+        return self.policy.act(obs, None if self.deterministic else self.rng)
+
+    def _swap_weights(self) -> None:
+        if self.follower is None:
+            return
+        self.follower.offer(self.client.latest_weights())  # type: ignore[union-attr]
+        new = self.follower.ready()
+        if new is not None:
+            if self.policy is None:
+                self.log(f"tmrlx {self.mode}: first weights received (version {new.version}, {new.arch.get('type')})")
+            self.policy = new
+
+    def _add(self, obs: Any, action: np.ndarray | None, reward: float, terminated: bool, truncated: bool) -> None:
+        if not self.send:
+            return
+        if self.writer.n == 0:
+            self._chunk_t0 = time.perf_counter()
+        full = self.writer.add(obs, action, reward, terminated, truncated, self.version)
+        if full or time.perf_counter() - self._chunk_t0 >= self.chunk_seconds:
+            self._flush()
+
+    def _flush(self) -> None:
+        chunk = self.writer.flush() if self.send else None
+        if chunk is not None:
+            self.client.send_samples(*chunk)  # type: ignore[union-attr]
+
+    def _stats(self, total: float, steps: list[float], inference: list[float], info: Mapping) -> dict:
+        dt = np.asarray(steps) if steps else np.zeros(1)
+        inf_ms = np.asarray(inference) * 1e3 if inference else np.zeros(1)
+        stats: dict[str, Any] = {
+            "return": total, "length": len(steps), "mean_step_s": float(dt.mean()), "max_step_s": float(dt.max()),
+            "late_steps": int((dt > self.time_step * (1.0 + LATE_TOLERANCE)).sum()),
+            "inference_p50_ms": float(np.median(inf_ms)), "inference_max_ms": float(inf_ms.max()),
+            "policy_version": self.version, "mode": self.mode, "session": self.session,
+        }
+        for key in ("progress", "finished"):
+            if key in info:
+                stats[key] = float(info[key]) if key == "progress" else bool(info[key])
+        budget_ms = self.time_step * INFERENCE_BUDGET * 1e3
+        if stats["inference_p50_ms"] > budget_ms:
+            self.log(f"tmrlx {self.mode}: warning: inference takes {stats['inference_p50_ms']:.2f} ms per step (median), "
+                     f"more than a quarter of the {self.time_step * 1e3:.0f} ms time step: expect late time steps")
+        return stats
