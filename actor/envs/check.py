@@ -1,0 +1,131 @@
+"""`tmrlx check-environment` and `tmrlx benchmark`: drive the configured environment and look at it.
+
+check-environment steps the env with a driver (`scripted`: the simulator's scripted driver;
+`keyboard`: the arrow keys, TMRL style; `zero`/`random`), prints each step's reward and writes a PNG
+strip of what the model sees: the lidar beams drawn on the screenshot, or the image history.
+benchmark runs the same loop with rtgym's `benchmark` on and prints its time-step statistics.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from actor.envs import make_env
+from actor.envs.interface import TrackInterface
+from common import paths
+from common.config import SIM_INTERFACES, Config, ConfigError
+
+DRIVERS = ("scripted", "keyboard", "zero", "random")
+
+
+def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
+    parser.add_argument("--driver", choices=DRIVERS, default=None,
+                        help="who drives (default: scripted on a SIM interface, keyboard otherwise)")
+    parser.add_argument("--steps", type=int, default=200 if command == "check-environment" else 1000,
+                        help="time steps to run")
+    if command == "check-environment":
+        parser.add_argument("--output", type=Path, default=None,
+                            help="PNG strip to write (default: the data folder's logs/check-environment.png)")
+        parser.add_argument("--every", type=int, default=10, help="put every N-th step in the strip")
+
+
+def make_driver(name: str, env, cfg: Config) -> Callable[[], np.ndarray]:
+    dim = env.action_space.shape[0]
+    if name == "zero":
+        return lambda: np.zeros(dim, np.float32)
+    if name == "random":
+        rng = np.random.default_rng(0)
+        return lambda: rng.uniform(-1, 1, dim).astype(np.float32)
+    if name == "scripted":
+        if cfg.ENV.RTGYM_INTERFACE not in SIM_INTERFACES or not hasattr(env, "interface"):
+            raise ConfigError("--driver scripted needs a lockstep SIM* interface (the driver reads the simulated car)")
+        from actor.envs.sim.driver import scripted_action
+
+        world = env.interface.backends.controller.world
+        return lambda: np.array(scripted_action(world), np.float32)
+    try:
+        import keyboard
+    except ImportError:
+        raise ConfigError("--driver keyboard needs the 'keyboard' package (pip install 'tmrlx[tm]')") from None
+    return lambda: np.array([keyboard.is_pressed("up"), keyboard.is_pressed("down"),
+                             float(keyboard.is_pressed("right")) - float(keyboard.is_pressed("left"))], np.float32)
+
+
+def view(env, obs: tuple) -> np.ndarray | None:
+    """What the model sees at this step, as one BGR picture (None for non-track environments)."""
+    iface = getattr(env, "interface", None)
+    if not isinstance(iface, TrackInterface) or iface.last_frame is None:
+        return None
+    if iface.lidar is not None:
+        img = np.ascontiguousarray(iface.last_frame[..., :3])
+        scan = obs[iface.names.index("lidar")]
+        for end in iface.lidar.endpoints(scan[-1] if scan.ndim == 2 else scan):
+            cv2.line(img, iface.lidar.origin[::-1], end, (255, 0, 0), 1)
+        return img
+    images = obs[iface.names.index("images")]
+    hist = images if iface.hist > 1 else images[None]
+    return np.concatenate([cv2.cvtColor(t, cv2.COLOR_GRAY2BGR) if t.ndim == 2 else t for t in hist], axis=1)
+
+
+def drive(env, driver: Callable[[], np.ndarray], steps: int, on_step: Callable | None = None) -> list[float]:
+    """Run `steps` time steps (resetting at episode ends); returns the episode returns."""
+    obs, _ = env.reset()
+    returns, total = [], 0.0
+    for t in range(steps):
+        obs, r, term, trunc, info = env.step(driver())
+        total += r
+        if on_step is not None:
+            on_step(t, obs, r, term, trunc, info)
+        if term or trunc:
+            returns.append(total)
+            total = 0.0
+            obs, _ = env.reset()
+    return returns
+
+
+def check_environment(cfg: Config, args: argparse.Namespace) -> int:
+    env = make_env(cfg)
+    driver = make_driver(args.driver or ("scripted" if cfg.ENV.RTGYM_INTERFACE in SIM_INTERFACES else "keyboard"),
+                         env, cfg)
+    frames: list[np.ndarray] = []
+
+    def show(t, obs, r, term, trunc, info):
+        print(f"step {t:5d}  reward {r:+8.3f}  " + "  ".join(f"{k} {v}" for k, v in info.items())
+              + ("  terminated" if term else "") + ("  truncated" if trunc else ""))
+        if t % args.every == 0:
+            picture = view(env, obs)
+            if picture is not None:
+                frames.append(picture)
+
+    returns = drive(env, driver, args.steps, show)
+    print(f"episode returns: {[round(x, 2) for x in returns]}")
+    if frames:
+        rows = [np.concatenate(frames[i:i + 5] + [np.zeros_like(frames[0])] * (5 - len(frames[i:i + 5])), axis=1)
+                for i in range(0, len(frames), 5)]
+        out = args.output or paths.logs_dir() / "check-environment.png"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(out), np.concatenate(rows, axis=0))
+        print(f"wrote {len(frames)} views to {out}")
+    env.close()
+    return 0
+
+
+def benchmark(cfg: Config, args: argparse.Namespace) -> int:
+    cfg = cfg.replace({"ENV": {"RTGYM_CONFIG": {"benchmark": True}}})
+    env = make_env(cfg)
+    driver = make_driver(args.driver or ("scripted" if cfg.ENV.RTGYM_INTERFACE in SIM_INTERFACES else "zero"), env, cfg)
+    drive(env, driver, args.steps)
+    stats = {k: {"mean_s": v[0], "avg_dev_s": v[1]} for k, v in env.benchmarks().items()}
+    print(json.dumps(stats, indent=2))
+    env.close()
+    return 0
+
+
+def run(cfg: Config, args: argparse.Namespace) -> int:
+    return benchmark(cfg, args) if args.command == "benchmark" else check_environment(cfg, args)
