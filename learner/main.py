@@ -1,0 +1,72 @@
+"""`tmrlx learner`: train on the samples the broker forwards (or, with --local-source, on an in-process gymnasium env).
+
+SIGINT and SIGTERM stop training between two update blocks and write a checkpoint before exiting;
+starting again with the same RUN_NAME resumes from the newest good checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+
+from common import paths
+from common.config import Config, ConfigError
+from common.metrics import JsonlSink, Metrics, TerminalSink, WandbSink
+from common.specs import spec_from_config
+from learner.checkpoint import Checkpoints
+from learner.train import Trainer
+
+
+def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
+    parser.add_argument("--wandb", action="store_true", help="also log metrics to wandb (WANDB_* config keys)")
+    parser.add_argument("--local-source", action="store_true",
+                        help="train on an in-process actor stepping ENV.RTGYM_INTERFACE='GYM:<id>' instead of the broker")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the network initialisation and sampling")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar (metrics still go to the JSONL log)")
+
+
+def _source(cfg: Config, spec, args: argparse.Namespace):
+    if getattr(args, "local_source", False):
+        interface = cfg.ENV.RTGYM_INTERFACE
+        if not interface.startswith("GYM:"):
+            raise ConfigError(f"--local-source needs ENV.RTGYM_INTERFACE='GYM:<gymnasium id>', got {interface!r}")
+        from learner.source import GymSource
+
+        return GymSource(interface[4:], spec, seed=getattr(args, "seed", 0), steps_per_poll=cfg.UPDATE_BUFFER_INTERVAL)
+    from common.transport import LearnerClient
+
+    return LearnerClient(cfg, spec)
+
+
+def run(cfg: Config, args: argparse.Namespace) -> int:
+    spec = spec_from_config(cfg)
+    sinks: list = [JsonlSink(paths.logs_dir() / cfg.RUN_NAME / "metrics.jsonl")]
+    if not getattr(args, "quiet", False):
+        sinks.append(TerminalSink())
+    if getattr(args, "wandb", False):
+        try:
+            sinks.append(WandbSink(cfg.WANDB_PROJECT, cfg.WANDB_ENTITY, cfg.WANDB_KEY, cfg.RUN_NAME, cfg.to_dict()))
+        except RuntimeError as e:
+            print(f"tmrlx learner: {e}", file=sys.stderr)
+            return 2
+    source = _source(cfg, spec, args)
+    trainer = Trainer(cfg, spec, source, metrics=Metrics(sinks), checkpoints=Checkpoints(paths.checkpoints_dir() / cfg.RUN_NAME),
+                      seed=getattr(args, "seed", 0))
+    resumed = trainer.resume()
+    if resumed is not None:
+        what = "restarting the model, keeping the replay memory" if cfg.RESET_TRAINING else "resuming"
+        print(f"tmrlx learner: {what} from checkpoint " + json.dumps({"counters": resumed, "memory": trainer.counters.samples}),
+              file=sys.stderr)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: trainer.stop())
+    try:
+        code = trainer.run()
+    finally:
+        close = getattr(source, "close", None)
+        if close:
+            close()
+        trainer.checkpoints.close()
+    print("tmrlx learner: stopped, checkpoint saved" if trainer.stopping else "tmrlx learner: done", file=sys.stderr)
+    return code
