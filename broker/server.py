@@ -219,7 +219,7 @@ class Broker:
             self._pending.popitem(last=False)
         hs = Handshake(h["role"], h["session"], address, h["nonce"], security.nonce(), h["policy_version"], self._clock())
         self._pending[ident] = hs
-        self._send(ident, make(MsgType.CHALLENGE, {"nonce": hs.server_nonce}))
+        self._send(ident, make(MsgType.CHALLENGE, {"nonce": hs.server_nonce, "echo": hs.client_nonce}))
 
     def _refuse(self, ident: bytes, address: str, h: dict, reason: str, fatal: bool = True) -> None:
         self.counts["refused"] += 1

@@ -23,6 +23,8 @@ MAX_ARRAYS = 64
 MAX_NDIM = 8
 DTYPES = frozenset({"bool", "uint8", "int8", "uint16", "int16", "uint32", "int32", "uint64", "int64",
                     "float16", "float32", "float64"})
+_WIRE = {name: np.dtype(name).newbyteorder("<") for name in DTYPES}  # name -> little-endian dtype
+_NAME = {dt: name for name, dt in _WIRE.items()} | {np.dtype(name): name for name in DTYPES}  # dtype.name is slow
 
 
 class ProtocolError(ValueError):
@@ -52,11 +54,13 @@ def encode(mtype: int, header: Mapping[str, Any], arrays: Mapping[str, np.ndarra
         a = np.asarray(value)
         if not a.flags.c_contiguous:
             a = np.array(a, order="C")
-        if a.dtype.name not in DTYPES:
-            raise ProtocolError(f"array {name!r} has dtype {a.dtype}, the wire carries only {sorted(DTYPES)}")
-        if a.dtype.byteorder == ">":
+        dtype_name = _NAME.get(a.dtype)
+        if dtype_name is None:
+            if a.dtype.byteorder != ">" or a.dtype.newbyteorder("<") not in _NAME:
+                raise ProtocolError(f"array {name!r} has dtype {a.dtype}, the wire carries only {sorted(DTYPES)}")
             a = a.astype(a.dtype.newbyteorder("<"))
-        decl.append([name, a.dtype.name, list(a.shape)])
+            dtype_name = _NAME[a.dtype]
+        decl.append([name, dtype_name, list(a.shape)])
         bufs.append(a.reshape(-1).view(np.uint8).data if a.size else b"")
     head = {**header, "arrays": decl}
     return [MAGIC + bytes((VERSION, mtype)) + msgpack.packb(head, use_bin_type=True), *bufs]
@@ -98,9 +102,9 @@ def _arrays(decl: Any, bufs: Sequence[memoryview]) -> dict[str, np.ndarray]:
         name, dtype_name, raw_shape = entry
         if name in out:
             raise ProtocolError(f"array {name!r} is declared twice")
-        if dtype_name not in DTYPES:
+        dtype = _WIRE.get(dtype_name)
+        if dtype is None:
             raise ProtocolError(f"array {name!r} has dtype {dtype_name!r}, expected one of {sorted(DTYPES)}")
-        dtype = np.dtype(dtype_name).newbyteorder("<")
         shape = _shape(name, raw_shape)
         if math.prod(shape) * dtype.itemsize != buf.nbytes:
             raise ProtocolError(f"array {name!r} declares {dtype_name}{list(shape)} but its frame has {buf.nbytes} bytes")

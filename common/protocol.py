@@ -33,7 +33,7 @@ class MsgType(IntEnum):
 ROLES = ("actor", "learner")
 SCHEMAS: dict[MsgType, dict[str, Any]] = {
     MsgType.HELLO: {"role": str, "session": str, "spec_hash": str, "nonce": bytes, "policy_version": int},
-    MsgType.CHALLENGE: {"nonce": bytes},
+    MsgType.CHALLENGE: {"nonce": bytes, "echo": bytes},  # echo: the HELLO's nonce, so a stale CHALLENGE is ignored
     MsgType.AUTH: {"mac": bytes},
     MsgType.WELCOME: {"mac": bytes, "credit": int},
     MsgType.SAMPLES: {"session": str, "seq": int, "step0": int, "policy_version": int},

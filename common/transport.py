@@ -162,7 +162,7 @@ class _Link:
                     return (outcome := "lost")
                 if self._state == "ready":
                     self._pump(sock, live)
-                if live.heartbeat_due():
+                if self._state == "ready" and live.heartbeat_due():  # a handshake has its own timeout
                     self._send(sock, live, make(MsgType.HEARTBEAT))
             return outcome
         finally:
@@ -234,7 +234,7 @@ class _Link:
             else:
                 self._counts["rejected"] += 1
                 log.warning("tmrlx %s: the broker rejected a message: %s", self.role, header["reason"])
-        elif mtype is MsgType.CHALLENGE and self._state == "hello":
+        elif mtype is MsgType.CHALLENGE and self._state == "hello" and header["echo"] == self._cn:
             self._sn = header["nonce"]
             proof = security.mac(self._key, "client", self._cn, self._sn, self.session, self.role)
             self._send(sock, live, make(MsgType.AUTH, {"mac": proof}))
