@@ -7,6 +7,7 @@ between blocks. Metrics stay on the device until the end of a round.
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 import time
@@ -73,7 +74,7 @@ class Trainer:
         self._last_pull = 0
 
     def _fresh_state(self):
-        return jax.device_put(self.sac.init(jax.random.PRNGKey(self.seed)), self.device)
+        return jax.device_put(jax.jit(self.sac.init)(jax.random.PRNGKey(self.seed)), self.device)
 
     # ---- samples and weights ----
     def pull(self, timeout: float = 0.0) -> int:
@@ -213,7 +214,7 @@ class Trainer:
             return None
         meta = self.checkpoints.read_meta(self.checkpoints.steps()[0])
         for key, mine in (("spec", self.spec.to_dict()), ("arch", self.arch.to_dict()), ("memory_size", self.replay.capacity)):
-            if meta.get(key) != mine:
+            if meta.get(key) != json.loads(json.dumps(mine)):
                 raise ConfigError(f"the checkpoints in {self.checkpoints.directory} were made with another {key} "
                                   f"({meta.get(key)!r}, now {mine!r}): choose another RUN_NAME or delete that folder")
         found = self.checkpoints.restore(self._arrays())
