@@ -29,6 +29,8 @@ from common import paths
 from common.config import Config, ConfigError
 from common.specs import spec_from_config
 
+FLUSH_S = 5.0  # at exit, how long to wait for queued samples to reach the broker
+
 
 def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     parser.add_argument("--episodes", type=int, default=None, metavar="N",
@@ -100,15 +102,34 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
 
             client = ActorClient(cfg, spec, session=session)
             stack.callback(client.close)
+            stack.callback(_flush, client, mode)
         env = make_env(cfg)
         stack.callback(env.close)
         stack.enter_context(_stop_on_signals(stop))
         rollout = Rollout(env, spec, client, mode=mode, policy=policy, max_steps=cfg.RW_MAX_SAMPLES_PER_EPISODE,
                           time_step=cfg.ENV.RTGYM_CONFIG.time_step_duration, seed=args.seed, session=session,
                           deterministic=True if mode == "test" else args.deterministic)
-        done = rollout.run(args.episodes, stop, on_episode=lambda s: print(f"tmrlx {mode}: {_format(s)}", flush=True))
+        if policy is None and mode == "test":
+            print("tmrlx test: no weights file: waiting for the learner's weights from the broker", file=sys.stderr)
+            rollout.wait_for_policy(stop)
+
+        def on_episode(stats: dict) -> None:
+            print(f"tmrlx {mode}: {_format(stats)}", flush=True)
+            if client is not None and client.error:  # refused for good (password, layout, NB_WORKERS)
+                stop.set()
+
+        done = rollout.run(args.episodes, stop, on_episode)
+        if client is not None and client.error:
+            print(f"tmrlx {mode}: the broker refused this actor: {client.error}", file=sys.stderr)
+            return 1
         print(f"tmrlx {mode}: {len(done)} episodes" + (", stopped by a signal" if stop.is_set() else ""), file=sys.stderr)
     return 0
+
+
+def _flush(client: Any, mode: str, timeout: float = FLUSH_S) -> None:
+    """Give the last chunks and episode statistics a moment to leave before closing the link."""
+    if not client.flush(timeout):
+        print(f"tmrlx {mode}: closing with undelivered samples ({client.stats()})", file=sys.stderr)
 
 
 @contextmanager

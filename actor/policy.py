@@ -8,7 +8,7 @@ straight in), convolution kernels become `(k*k*C_in, C_out)` matrices for im2col
 fused into one matmul. The result equals the Flax actor to float32 rounding.
 
 NumPy runs on the CPU: `CUDA_INFERENCE` is accepted and ignored (a batch-1 policy is faster on the
-CPU than a round trip to a GPU). Keep BLAS to one thread for batch-1 latency (see `actor.main`).
+CPU than a round trip to a GPU). The real-time loop keeps BLAS to one thread (see `actor.rollout`).
 """
 
 from __future__ import annotations

@@ -181,6 +181,13 @@ class Rollout:
                 self.follower.close()
         return results
 
+    def wait_for_policy(self, stop: threading.Event, poll_s: float = 0.05) -> bool:
+        """Block until the first weights are in (test mode without a weights file); False if stopped first."""
+        while self.policy is None and not stop.is_set():
+            self._swap_weights()
+            stop.wait(poll_s)
+        return self.policy is not None
+
     def episode(self, stop: threading.Event | None = None) -> dict | None:
         """One episode; its statistics (None when `stop` cut it short)."""
         clock = time.perf_counter

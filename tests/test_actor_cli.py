@@ -1,0 +1,102 @@
+"""`tmrlx test`, `tmrlx expert` and `tmrlx actor` as a user runs them (subprocesses, a real broker)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from actor.policy import load_weights, save_weights
+from broker.testing import running_broker
+from common.config import Config
+from common.specs import spec_from_config
+from common.transport import LearnerClient
+
+ROOT = Path(__file__).resolve().parents[1]
+PENDULUM = {"ENV": {"RTGYM_INTERFACE": "GYM:Pendulum-v1"}, "RW_MAX_SAMPLES_PER_EPISODE": 20}
+FLAGS = ["--env.rtgym-interface", "GYM:Pendulum-v1", "--rw-max-samples-per-episode", "20"]
+
+
+def tmrlx(args: list[str], data: Path, **kwargs) -> subprocess.Popen:
+    env = {**os.environ, "TMRLX_DATA": str(data)}
+    return subprocess.Popen([sys.executable, "-m", "common.cli", *args, *FLAGS], cwd=ROOT, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def weights_file(tmp_path_factory) -> Path:
+    """A policy the learner would publish, saved the way `tmrlx expert`/`test` read it."""
+    jax = pytest.importorskip("jax")
+    from learner.networks import Actor, Arch, dummy_inputs
+    from learner.publish import actor_weights, weights_meta
+
+    spec = spec_from_config(Config.from_dict(PENDULUM))
+    arch = Arch.for_spec(spec, hidden=(32, 32))
+    params = Actor(spec, arch).init(jax.random.key(0), dummy_inputs(spec))
+    path = tmp_path_factory.mktemp("weights") / "pendulum.npz"
+    save_weights(path, 5, actor_weights(params), weights_meta(spec, arch))
+    return path
+
+
+def test_test_mode_prints_deterministic_returns_and_needs_no_broker(weights_file: Path, tmp_path: Path) -> None:
+    outs = []
+    for seed in ("1", "1"):
+        proc = tmrlx(["test", "--weights", str(weights_file), "--episodes", "2", "--seed", seed, "--port", "1"], tmp_path)
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        assert "Traceback" not in err
+        lines = [line for line in out.splitlines() if "episode return" in line]
+        assert len(lines) == 2 and all("length 20" in line and "policy v5" in line for line in lines)
+        outs.append([line.split(",")[0] for line in lines])
+    assert outs[0] == outs[1]  # same seed, deterministic policy: the same returns
+
+
+def test_expert_mode_without_weights_says_what_to_do(tmp_path: Path) -> None:
+    proc = tmrlx(["expert", "--episodes", "1"], tmp_path)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2 and "expert mode needs weights" in err and "--weights" in err
+    assert "Traceback" not in err
+    proc = tmrlx(["test", "--weights", str(tmp_path / "nope.npz")], tmp_path)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2 and "no such file" in err
+
+
+@pytest.mark.slow
+def test_expert_sends_its_fixed_policy_samples_and_the_actor_stops_cleanly_on_sigterm(weights_file: Path,
+                                                                                       tmp_path: Path) -> None:
+    cfg = Config.from_dict(PENDULUM)
+    spec = spec_from_config(cfg)
+    with running_broker(cfg) as (_, ccfg):
+        learner = LearnerClient(ccfg, spec)
+        try:
+            assert learner.wait_connected(20)
+            _, arrays, meta = load_weights(weights_file)
+            learner.publish_weights(99, arrays, meta)  # the expert ignores them, the actor follows them
+            port = ["--port", str(ccfg.PORT)]
+            expert = tmrlx(["expert", "--weights", str(weights_file), "--episodes", "2", *port], tmp_path)
+            _, err = expert.communicate(timeout=120)
+            assert expert.returncode == 0 and "Traceback" not in err, err
+            chunks = learner.poll_samples(timeout=5.0)
+            chunks += learner.poll_samples(timeout=1.0)
+            rows = sum(len(a["reward"]) for _, a in chunks)
+            assert rows == 42 and {m["policy_version"] for m, _ in chunks} == {5}
+            assert [e["policy_version"] for e in learner.poll_episodes()] == [5, 5]
+
+            actor = tmrlx(["actor", *port], tmp_path)  # runs until told to stop
+            deadline = time.monotonic() + 60
+            got = []
+            while sum(len(a["reward"]) for _, a in got) < 100 and time.monotonic() < deadline:
+                got += learner.poll_samples(timeout=0.5)
+            actor.send_signal(signal.SIGTERM)
+            _, err = actor.communicate(timeout=60)
+            assert actor.returncode == 0 and "stopped by a signal" in err and "Traceback" not in err, err
+            got += learner.poll_samples(timeout=1.0)
+            step0 = [m["step0"] for m, _ in got]
+            assert step0 == sorted(set(step0)) and got[-1][0]["policy_version"] == 99  # followed the broker's weights
+        finally:
+            learner.close()
