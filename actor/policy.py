@@ -133,15 +133,14 @@ class Policy:
 
     # ---- evaluation ----------------------------------------------------------------------------------
 
-    def act(self, obs: Sequence[Any], rng: np.random.Generator | None = None) -> np.ndarray:
-        """Action for one rtgym observation tuple: `tanh(mu)` without `rng`, else a sample."""
+    def act(self, obs: Sequence[Any], eps: np.ndarray | None = None) -> np.ndarray:
+        """Action for one rtgym observation tuple: `tanh(mu)` without `eps`, else `tanh(mu + std * eps)`."""
         ws = self._workspace(1)
         n = len(self.spec.components)
         if len(obs) != n + self.spec.act_buf_len:
             raise ValueError(f"observation has {len(obs)} parts, the spec expects {n} + {self.spec.act_buf_len} actions")
         for view, part in zip(ws.obs_views, obs):
             view[...] = part
-        eps = None if rng is None else rng.standard_normal((1, self.spec.act_dim), dtype=np.float32)
         return self._run(ws, eps)[0].copy()
 
     def heads(self, parts: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:

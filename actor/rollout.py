@@ -88,6 +88,22 @@ class ChunkWriter:
         return arrays, meta
 
 
+class NoiseBlock:
+    """N(0, 1) action noise drawn a block at a time: one generator call per `size` steps, not per step."""
+
+    def __init__(self, rng: np.random.Generator, act_dim: int, size: int = 1024):
+        self.rng, self.shape = rng, (size, act_dim)
+        self.i = size
+        self.block = np.empty(self.shape, np.float32)
+
+    def next(self) -> np.ndarray:
+        if self.i == self.shape[0]:
+            self.rng.standard_normal(self.shape, dtype=np.float32, out=self.block)
+            self.i = 0
+        self.i += 1
+        return self.block[self.i - 1]
+
+
 class WeightsFollower:
     """Builds a `Policy` from each weights message on a helper thread; `ready()` hands it over between steps."""
 
@@ -145,6 +161,7 @@ class Rollout:
         self.deterministic = (mode == "test") if deterministic is None else deterministic
         self.send = mode != "test" and client is not None
         self.rng = np.random.default_rng(seed)
+        self.noise = NoiseBlock(self.rng, spec.act_dim)
         self.seed = seed
         self.session = session or secrets.token_hex(8)
         self.writer = ChunkWriter(spec, self.session, chunk_rows)
@@ -221,7 +238,7 @@ class Rollout:
     def _act(self, obs: Any) -> np.ndarray:
         if self.policy is None:
             return self.rng.uniform(-1.0, 1.0, self.spec.act_dim).astype(np.float32)
-        return self.policy.act(obs, None if self.deterministic else self.rng)
+        return self.policy.act(obs, None if self.deterministic else self.noise.next())
 
     def _swap_weights(self) -> None:
         if self.follower is None:

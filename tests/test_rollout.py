@@ -12,7 +12,7 @@ from gymnasium import spaces
 from rtgym import DEFAULT_CONFIG_DICT, RealTimeGymInterface
 
 from actor.policy import Policy
-from actor.rollout import ChunkWriter, Rollout
+from actor.rollout import ChunkWriter, NoiseBlock, Rollout
 from common.specs import Component, ObsSpec
 
 SPEC = ObsSpec((Component("pos", (2,), history=3), Component("cam", (4, 5), "uint8", scale=1 / 256)), act_dim=2,
@@ -197,9 +197,9 @@ def test_slow_inference_is_reported() -> None:
     weights, meta = mlp_weights(MLP_SPEC, seed=5)
 
     class SlowPolicy(Policy):
-        def act(self, obs, rng=None):
+        def act(self, obs, eps=None):
             time.sleep(0.003)
-            return super().act(obs, rng)
+            return super().act(obs, eps)
 
     logs: list[str] = []
     stats = Rollout(CounterEnv(MLP_SPEC, 4), MLP_SPEC, None, mode="test", policy=SlowPolicy(weights, meta),
@@ -252,3 +252,10 @@ def test_weights_arriving_mid_episode_cause_no_late_time_step() -> None:
     assert stats["policy_version"] == 2 and stats["length"] == 40
     assert stats["late_steps"] == 0, stats
     assert 0.04 <= stats["mean_step_s"] <= 0.06
+
+
+def test_action_noise_is_the_generator_stream_drawn_in_blocks() -> None:
+    noise = NoiseBlock(np.random.default_rng(4), act_dim=2, size=3)
+    drawn = np.stack([noise.next().copy() for _ in range(7)])
+    expected = np.random.default_rng(4).standard_normal((9, 2), dtype=np.float32)[:7]
+    np.testing.assert_array_equal(drawn, expected)

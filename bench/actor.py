@@ -1,0 +1,123 @@
+"""Actor inference latency at batch 1: the NumPy policy against the learner's jitted Flax actor on CPU.
+
+Both run the same weights (the learner's initialised actor, exported as it publishes them) on the
+same raw observations, sampling an action as the training worker does (`tanh(mu + std * eps)`).
+NumPy calls `Policy.act(obs, eps)` on an rtgym tuple with BLAS pinned to one thread (as the loop
+does); JAX calls one jitted function (normalise + actor + sample) and waits for the result. The two
+are measured in alternating rounds so machine load hits both alike. Medians and p99 in microseconds.
+
+    python -m bench.actor [--rounds 5] [--calls 400]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from collections.abc import Callable
+
+import jax
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from actor.policy import Policy
+from actor.rollout import NoiseBlock
+from common.config import Config
+from common.specs import ObsSpec, spec_from_config
+from learner.networks import Actor, Arch, dummy_inputs, squashed_sample
+from learner.publish import actor_weights, weights_meta
+
+CASES = {"mlp": "TM20LIDAR", "cnn": "TM20FULL"}
+
+
+def observation(spec: ObsSpec, rng: np.random.Generator) -> tuple:
+    """A raw rtgym observation: images uint8, other components at their natural magnitudes."""
+    parts = []
+    for c in spec.components:
+        if c.dtype == "uint8":
+            parts.append(rng.integers(0, 256, c.obs_shape, dtype=np.uint8))
+        else:
+            parts.append((rng.normal(0, 1, c.obs_shape) / c.scale).astype(np.float32))
+    return (*parts, *rng.uniform(-1, 1, (spec.act_buf_len, spec.act_dim)).astype(np.float32))
+
+
+def timed(fn: Callable[[], object], calls: int) -> list[float]:
+    out = []
+    for _ in range(calls):
+        t0 = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def bench_case(name: str, rounds: int, calls: int) -> dict[str, float]:
+    spec = spec_from_config(Config.from_dict({"ENV": {"RTGYM_INTERFACE": CASES[name]}}))
+    arch = Arch.for_spec(spec)
+    actor = Actor(spec, arch)
+    params = jax.jit(actor.init)(jax.random.key(0), dummy_inputs(spec))
+    weights, meta = actor_weights(params), weights_meta(spec, arch)
+    t0 = time.perf_counter()
+    policy = Policy(weights, meta, spec)
+    build_ms = (time.perf_counter() - t0) * 1e3
+    rng = np.random.default_rng(0)
+    obs = observation(spec, rng)
+
+    @jax.jit
+    def jax_act(params, parts, key):
+        mu, log_std = actor.apply(params, spec.normalise(parts))
+        return squashed_sample(mu, log_std, jax.random.normal(key, mu.shape))[0]
+
+    key = jax.random.key(1)
+
+    def jax_call() -> None:
+        nonlocal key
+        key, sub = jax.random.split(key)
+        parts = spec.split(obs)  # what a JAX worker would do per step: tuple -> batched arrays -> device
+        batched = {k: v[None] for k, v in parts.items()}
+        np.asarray(jax_act(params, batched, sub))
+
+    noise = NoiseBlock(rng, spec.act_dim)
+    numpy_call = lambda: policy.act(obs, noise.next())  # noqa: E731
+    jax_call()  # compile
+    numpy_call()
+    np_t, jax_t = [], []
+    with threadpool_limits(1, user_api="blas"):
+        for _ in range(rounds):
+            np_t += timed(numpy_call, calls)
+            jax_t += timed(jax_call, calls)
+    us = lambda ts, q: float(np.percentile(ts, q) * 1e6)  # noqa: E731
+    return {f"{name}_p50_us": us(np_t, 50), f"{name}_p99_us": us(np_t, 99), f"jax_{name}_p50_us": us(jax_t, 50),
+            f"jax_{name}_p99_us": us(jax_t, 99), f"{name}_build_ms": build_ms}
+
+
+def machine() -> str:
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{model}, {os.cpu_count()} CPUs"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--calls", type=int, default=400)
+    args = parser.parse_args()
+    jax.config.update("jax_platforms", "cpu")
+    result: dict[str, object] = {"machine": machine(), "jax_device": str(jax.devices("cpu")[0])}
+    for name in CASES:
+        calls = args.calls if name == "mlp" else max(args.calls // 4, 20)
+        r = bench_case(name, args.rounds, calls)
+        print(f"{name}: numpy p50 {r[f'{name}_p50_us']:.1f} us, p99 {r[f'{name}_p99_us']:.1f} us | "
+              f"jax jit p50 {r[f'jax_{name}_p50_us']:.1f} us, p99 {r[f'jax_{name}_p99_us']:.1f} us | "
+              f"policy build {r[f'{name}_build_ms']:.2f} ms", flush=True)
+        result.update(r)
+    print(json.dumps({k: round(v, 2) if isinstance(v, float) else v for k, v in result.items()}))
+
+
+if __name__ == "__main__":
+    main()
