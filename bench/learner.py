@@ -1,0 +1,166 @@
+"""Learner benchmark: fused SAC / REDQ updates/s vs the plain way and vs the FLOP ceiling (`just bench learner`).
+
+The FLOP ceiling is the update's FLOPs (XLA cost analysis) against the jitted matmul GFLOP/s measured
+in the same run. "Plain" is TMRL's way: one jitted step per Python call on a batch sampled on the host.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from common.config import load_config
+from common.specs import spec_from_config
+from learner.ingest import Ingest
+from learner.networks import Arch
+from learner.replay import init_replay, insert, sample
+from learner.update import SAC
+
+
+def timed(fn, repeats: int) -> float:
+    """Median seconds of `fn()` (which must block), after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def matmul_gflops(n: int = 1024) -> float:
+    a = jnp.ones((n, n), jnp.float32)
+    f = jax.jit(lambda x: x @ x)
+    return 2 * n**3 / timed(lambda: f(a).block_until_ready(), 10) / 1e9
+
+
+def flops(compiled) -> float:
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, list) else cost
+    return float(cost["flops"])
+
+
+def update_flops(sac: SAC, state, replay) -> float:
+    """FLOPs per critic update, from loop-free programs (XLA counts a scan body once, not per iteration)."""
+    def critic(st, rep):
+        batch, w = sample(rep, sac.spec, st.key, sac.batch_size)
+        return sac.critic_step(st, batch, w, st.key)[0]
+
+    def full(st, rep):
+        batch, w = sample(rep, sac.spec, st.key, sac.batch_size)
+        return sac.actor_step(sac.critic_step(st, batch, w, st.key)[0], batch, w, st.key)[0]
+
+    f_critic, f_full = (flops(jax.jit(f).lower(state, replay).compile()) for f in (critic, full))
+    return ((sac.g - 1) * f_critic + f_full) / sac.g
+
+
+def filled_replay(spec, rows: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    arrays = {f"obs.{c.name}": (rng.integers(0, 255, (rows, *c.shape), dtype=np.uint8) if c.dtype == "uint8"
+                                else rng.random((rows, *c.shape), dtype=np.float32)) for c in spec.components}
+    arrays.update(action=rng.uniform(-1, 1, (rows, spec.act_dim)).astype(np.float32), reward=rng.random(rows, dtype=np.float32),
+                  terminated=rng.random(rows) < 0.01, truncated=np.zeros(rows, bool), first=np.arange(rows) % 500 == 0)
+    return insert(init_replay(spec, rows), Ingest(spec).rows_of({"session": "bench", "step0": 0}, arrays))
+
+
+def host_sample(host: dict, spec, rng, batch: int) -> tuple[dict, np.ndarray]:
+    """TMRL-style sampling on the host (vectorised NumPy, still a host->device copy per step)."""
+    n = len(host["reward"])
+    idx = rng.integers(0, n, batch)
+    idx = np.where(host["first"][idx], (idx + 1) % n, idx)
+    depth = max([c.history for c in spec.components] + [spec.act_buf_len, 1])
+    chain = [idx]
+    for _ in range(depth):
+        chain.append(host["prev"][chain[-1]])
+    chain = np.stack(chain)
+
+    def obs(off):
+        out = {c.name: (np.moveaxis(host[f"obs.{c.name}"][chain[off:off + c.history][::-1]], 0, 1) if c.history > 1
+                        else host[f"obs.{c.name}"][chain[off]]) for c in spec.components}
+        out["act_buf"] = np.moveaxis(host["action"][chain[off:off + spec.act_buf_len][::-1]], 0, 1)
+        return out
+
+    b = {"o": obs(1), "o2": obs(0), "a": host["action"][idx], "r": host["reward"][idx], "terminated": host["terminated"][idx]}
+    return b, np.ones(batch, np.float32)
+
+
+def fused(cfg, spec, arch, units: int, repeats: int) -> tuple[float, float]:
+    """(updates/s, FLOPs per update) of the fused, device-sampled block."""
+    sac = SAC(cfg, spec, arch, units)
+    replay = filled_replay(spec, 20_000 if arch.type == "mlp" else 2_000)
+    box = [jax.jit(sac.init)(jax.random.PRNGKey(0))]
+    per_update = update_flops(sac, box[0], replay)
+
+    def call():
+        box[0], info = sac.run(box[0], replay)
+        jax.block_until_ready(box[0])
+
+    return sac.updates_per_call / timed(call, repeats), per_update
+
+
+def plain(cfg, spec, arch, repeats: int) -> float:
+    sac = SAC(cfg, spec, arch)
+    host = jax.device_get(filled_replay(spec, 20_000).data)
+    rng = np.random.default_rng(0)
+
+    @jax.jit
+    def step(state, batch, w):
+        key, k1, k2 = jax.random.split(state.key, 3)
+        state, _ = sac.critic_step(state.replace(key=key), batch, w, k1)
+        return sac.actor_step(state, batch, w, k2)[0]
+
+    box = [jax.jit(sac.init)(jax.random.PRNGKey(0))]
+
+    def call():
+        batch, w = host_sample(host, spec, rng, cfg.BATCH_SIZE)
+        box[0] = step(box[0], batch, w)
+        jax.block_until_ready(box[0])
+
+    return 1.0 / timed(call, repeats)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--skip-cnn", action="store_true", help="skip the image CNN (slow to compile on CPU)")
+    args = parser.parse_args()
+    device = jax.devices()[0]
+    gpu = device.platform == "gpu"
+    base = {"BATCH_SIZE": 256, "CUDA_TRAINING": gpu}
+    lidar = load_config(overrides={**base, "ENV": {"RTGYM_INTERFACE": "TM20LIDAR"}})
+    spec = spec_from_config(lidar)
+    arch = Arch.for_spec(spec)
+    gflops = matmul_gflops(2048 if gpu else 1024)
+    print(f"device: {device.device_kind} ({device.platform}); jitted matmul {gflops:.1f} GFLOP/s")
+    out: dict = {"device": f"{device.device_kind} ({device.platform})", "matmul_gflops": round(gflops, 1)}
+
+    units = 50 if gpu else 10
+    ups, f = fused(lidar, spec, arch, units, 10 if gpu else 5)
+    out.update(sac_mlp_updates_per_s=ups, sac_mlp_flop_bound_updates_per_s=gflops * 1e9 / f, sac_mlp_gflop_per_update=f / 1e9)
+    print(f"SAC lidar MLP fused x{units}: {ups:.1f} updates/s (ceiling {gflops * 1e9 / f:.1f}; {f / 1e9:.3f} GFLOP/update)")
+    out["sac_mlp_plain_updates_per_s"] = plain(lidar, spec, arch, 30)
+    print(f"SAC lidar MLP plain (host sampling, one step per call): {out['sac_mlp_plain_updates_per_s']:.1f} updates/s")
+
+    redq = lidar.replace({"ALG": {"ALGORITHM": "REDQSAC"}})
+    ups, f = fused(redq, spec, arch, 1, 5)
+    out.update(redq_mlp_critic_updates_per_s=ups, redq_mlp_flop_bound_critic_updates_per_s=gflops * 1e9 / f)
+    print(f"REDQ lidar MLP (N10 M2 G20): {ups:.1f} critic updates/s (ceiling {gflops * 1e9 / f:.1f})")
+
+    if not args.skip_cnn:
+        full = load_config(overrides={**base, "ENV": {"RTGYM_INTERFACE": "TM20FULL"}})
+        cspec = spec_from_config(full)
+        t = time.perf_counter()
+        ups, f = fused(full, cspec, Arch.for_spec(cspec), 1, 10 if gpu else 3)
+        out.update(sac_cnn_updates_per_s=ups, sac_cnn_flop_bound_updates_per_s=gflops * 1e9 / f, sac_cnn_gflop_per_update=f / 1e9)
+        print(f"SAC image CNN: {ups:.2f} updates/s (ceiling {gflops * 1e9 / f:.2f}; {f / 1e9:.1f} GFLOP/update; "
+              f"{time.perf_counter() - t:.0f} s with compile)")
+    print(json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in out.items()}))
+
+
+if __name__ == "__main__":
+    main()
