@@ -1,0 +1,68 @@
+"""`tmrlx plot RUN_NAME [RUN_NAME...]`: the learning curves of runs (their JSONL metrics logs) as one PNG."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+from common import paths
+from common.config import Config
+from common.metrics import read_jsonl
+
+DEFAULT_KEYS = ("return", "episode_length", "loss_critic", "loss_actor", "q", "alpha", "entropy", "updates_per_s")
+
+
+def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
+    parser.add_argument("runs", nargs="+", metavar="RUN_NAME", help="runs to draw (their logs/RUN_NAME/metrics.jsonl)")
+    parser.add_argument("--out", type=Path, default=None, help="PNG to write (default: logs/<first run>.png)")
+    parser.add_argument("--x", default="samples", choices=("samples", "updates", "t"), help="horizontal axis")
+    parser.add_argument("--keys", nargs="+", default=list(DEFAULT_KEYS), help="metrics to draw, one panel each")
+
+
+def plot(runs: dict[str, list[dict]], keys: list[str], x: str, out: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = [k for k in keys if any(k in r for recs in runs.values() for r in recs)]
+    if not keys:
+        raise ValueError("none of the requested metrics appear in these logs")
+    cols = min(len(keys), 2)
+    rows = math.ceil(len(keys) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(6 * cols, 3 * rows), squeeze=False)
+    for ax, key in zip(axes.flat, keys):
+        for name, recs in runs.items():
+            pts = [(r[x], r[key]) for r in recs if r.get(key) is not None and r.get(x) is not None]
+            if pts:
+                ax.plot(*zip(*pts), label=name)
+        ax.set_title(key)
+        ax.set_xlabel(x)
+        ax.legend(fontsize="small")
+    for ax in list(axes.flat)[len(keys):]:
+        ax.axis("off")
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
+
+
+def run(cfg: Config, args: argparse.Namespace) -> int:
+    runs = {}
+    for name in args.runs:
+        log = paths.logs_dir() / name / "metrics.jsonl"
+        if not log.exists():
+            print(f"tmrlx plot: no metrics for run {name!r} (expected {log})", file=sys.stderr)
+            return 1
+        runs[name] = read_jsonl(log)
+    out = args.out or paths.logs_dir() / f"{args.runs[0]}.png"
+    try:
+        plot(runs, args.keys, args.x, out)
+    except ValueError as e:
+        print(f"tmrlx plot: {e}", file=sys.stderr)
+        return 1
+    print(f"tmrlx plot: wrote {out}")
+    return 0
