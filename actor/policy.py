@@ -71,7 +71,7 @@ class Policy:
         kind = arch.get("type")
         if kind not in ARCH_TYPES:
             raise WeightsError(f"weights meta 'arch.type' is {kind!r}: expected one of {ARCH_TYPES}")
-        self.log_std_min = np.float32(arch.get("log_std_min", -20.0))
+        self.log_std_min = np.float32(arch.get("log_std_min", -20.0))  # float32 scalars keep the ufuncs in float32
         self.log_std_max = np.float32(arch.get("log_std_max", 2.0))
         images = [c for c in wspec.components if c.is_image]
         if (kind == "cnn") != bool(images) or len(images) > 1:
@@ -141,19 +141,20 @@ class Policy:
             raise ValueError(f"observation has {len(obs)} parts, the spec expects {n} + {self.spec.act_buf_len} actions")
         for view, part in zip(ws.obs_views, obs):
             view[...] = part
-        return self._run(ws, eps)[0].copy()
+        return self._run(ws, eps).copy()
 
     def heads(self, parts: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
         """(mu, log_std) for a batch of raw (un-normalised) parts shaped like `spec.split`'s with a batch axis."""
         ws = self._fill(parts)
-        z = self._trunk(ws)
-        act = self.spec.act_dim
-        return z[:, :act].copy(), np.clip(z[:, act:], self.log_std_min, self.log_std_max)
+        self._trunk(ws)
+        log_std = np.clip(ws.log_std, self.log_std_min, self.log_std_max)
+        return ws.mu.reshape(ws.batch, -1).copy(), log_std.reshape(ws.batch, -1)
 
     def actions(self, parts: Mapping[str, Any], eps: np.ndarray | None = None) -> np.ndarray:
         """Batched actions in [-1, 1]: deterministic without `eps`, else `tanh(mu + exp(log_std) * eps)`."""
         ws = self._fill(parts)
-        return self._run(ws, None if eps is None else np.asarray(eps, np.float32)).copy()
+        eps = None if eps is None else np.asarray(eps, np.float32).reshape(ws.u.shape)
+        return self._run(ws, eps).reshape(ws.batch, -1).copy()
 
     def _fill(self, parts: Mapping[str, Any]) -> _Workspace:
         batch = int(np.shape(parts["act_buf"])[0])
@@ -164,19 +165,20 @@ class Policy:
         return ws
 
     def _run(self, ws: _Workspace, eps: np.ndarray | None) -> np.ndarray:
-        z = self._trunk(ws)
-        act = self.spec.act_dim
+        """The action into the reused `ws.u` (np.clip is avoided: its Python wrapper costs more than the maths)."""
+        self._trunk(ws)
         u = ws.u
         if eps is None:
-            return np.tanh(z[:, :act], out=u)
-        np.clip(z[:, act:], self.log_std_min, self.log_std_max, out=u)
+            return np.tanh(ws.mu, out=u)
+        np.maximum(ws.log_std, self.log_std_min, out=u)
+        np.minimum(u, self.log_std_max, out=u)
         np.exp(u, out=u)
         np.multiply(u, eps, out=u)
-        np.add(u, z[:, :act], out=u)
+        np.add(u, ws.mu, out=u)
         return np.tanh(u, out=u)
 
-    def _trunk(self, ws: _Workspace) -> np.ndarray:
-        """Everything up to the fused head output `(B, 2 * act_dim)` = [mu, raw log_std]."""
+    def _trunk(self, ws: _Workspace) -> None:
+        """Everything up to the fused head output `ws.z` = [mu, raw log_std]."""
         if self.convs:
             for conv, (view, dst), patches, out in zip(self.convs, ws.im2col, ws.patches, ws.conv_out):
                 np.copyto(dst, view)
@@ -184,12 +186,12 @@ class Policy:
                 np.add(out, conv.bias, out=out)
                 np.maximum(out, 0.0, out=out)
             np.copyto(ws.x[:, :self.conv_dim], ws.conv_out[-1].reshape(ws.batch, -1))
-        h = ws.x
-        for kernel, buf, out in zip(self.hidden, ws.hidden, ws.hidden_out):
-            np.matmul(h, kernel, out=out)
+        mm, h = ws.matmul, ws.x_in
+        for kernel, buf, out in zip(self.hidden, ws.hidden_in, ws.hidden_out):
+            mm(h, kernel, out=out)
             np.maximum(buf, 0.0, out=buf)  # the trailing 1 (bias input) survives the ReLU
             h = buf
-        return np.matmul(h, self.head, out=ws.z)
+        mm(h, self.head, out=ws.z)
 
     def _workspace(self, batch: int) -> _Workspace:
         ws = self._workspaces.get(batch)
@@ -209,10 +211,17 @@ class _Workspace:
         feat = p.conv_dim + sum(_size(c) for c in p.flat) + spec.act_buf_len * spec.act_dim
         # each layer's input ends with a constant 1 that multiplies the bias row of the next kernel
         self.x = np.ones((batch, feat + 1), np.float32)
-        self.hidden = [np.ones((batch, k.shape[1] + 1), np.float32) for k in p.hidden]
-        self.hidden_out = [h[:, :-1] for h in self.hidden]
-        self.z = np.empty((batch, p.head.shape[1]), np.float32)
-        self.u = np.empty((batch, spec.act_dim), np.float32)
+        hidden = [np.ones((batch, k.shape[1] + 1), np.float32) for k in p.hidden]
+        z = np.empty((batch, p.head.shape[1]), np.float32)
+        # batch 1 runs on 1-D views with np.dot (half the call overhead of a (1, n) matmul)
+        one = (lambda a: a[0]) if batch == 1 else (lambda a: a)
+        self.matmul = np.dot if batch == 1 else np.matmul
+        self.x_in = one(self.x)
+        self.hidden_in = [one(h) for h in hidden]
+        self.hidden_out = [one(h[:, :-1]) for h in hidden]
+        self.z = one(z)
+        self.mu, self.log_std = one(z[:, :spec.act_dim]), one(z[:, spec.act_dim:])
+        self.u = one(np.empty((batch, spec.act_dim), np.float32))
         views: dict[str, np.ndarray] = {}
         col = p.conv_dim
         for c in p.flat:

@@ -149,7 +149,7 @@ class Rollout:
     def __init__(self, env: Any, spec: ObsSpec, client: ActorLink | None, *, mode: str = "actor",
                  policy: Policy | None = None, max_steps: int = 1000, time_step: float = 0.05,
                  deterministic: bool | None = None, seed: int | None = None, session: str | None = None,
-                 chunk_seconds: float = CHUNK_SECONDS, chunk_rows: int = CHUNK_MAX_ROWS,
+                 chunk_seconds: float = CHUNK_SECONDS, chunk_rows: int = CHUNK_MAX_ROWS, blas_threads: int = 1,
                  log: Callable[[str], None] | None = None):
         if mode not in ("actor", "expert", "test"):
             raise ValueError(f"mode is {mode!r}: expected 'actor', 'expert' or 'test'")
@@ -165,7 +165,7 @@ class Rollout:
         self.seed = seed
         self.session = session or secrets.token_hex(8)
         self.writer = ChunkWriter(spec, self.session, chunk_rows)
-        self.chunk_seconds = chunk_seconds
+        self.chunk_seconds, self.blas_threads = chunk_seconds, blas_threads
         self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
         follow = mode != "expert" and client is not None
         self.follower = WeightsFollower(spec, self.log) if follow else None
@@ -181,9 +181,9 @@ class Rollout:
         """Episodes until `episodes` are done or `stop` is set (then the partial chunk is still sent)."""
         stop = stop or threading.Event()
         results = []
-        # one BLAS thread: at batch 1 a second one only adds hand-off latency, and an OpenBLAS thread that
-        # spins for work steals the CPU from rtgym's time-step thread (measured: late steps with 2 threads)
-        limits = threadpool_limits(1, user_api="blas")
+        # one BLAS thread by default: an OpenBLAS thread that spins for work steals the CPU from rtgym's
+        # time-step thread and from the game (measured: late steps with 2 threads on a loaded 2-core box)
+        limits = threadpool_limits(self.blas_threads, user_api="blas")
         try:
             while (episodes is None or len(results) < episodes) and not stop.is_set():
                 stats = self.episode(stop)

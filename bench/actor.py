@@ -2,9 +2,10 @@
 
 Both run the same weights (the learner's initialised actor, exported as it publishes them) on the
 same raw observations, sampling an action as the training worker does (`tanh(mu + std * eps)`).
-NumPy calls `Policy.act(obs, eps)` on an rtgym tuple with BLAS pinned to one thread (as the loop
-does); JAX calls one jitted function (normalise + actor + sample) and waits for the result. The two
-are measured in alternating rounds so machine load hits both alike. Medians and p99 in microseconds.
+NumPy calls `Policy.act(obs, eps)` on an rtgym tuple with BLAS pinned to one thread (the loop's
+default; also reported with two, `--blas-threads 2`); JAX calls one jitted function (normalise +
+actor + sample) on its default CPU thread pool and waits for the result. They are measured in
+alternating rounds so machine load hits all alike. Medians and p99 in microseconds.
 
     python -m bench.actor [--rounds 5] [--calls 400]
 """
@@ -82,14 +83,16 @@ def bench_case(name: str, rounds: int, calls: int) -> dict[str, float]:
     numpy_call = lambda: policy.act(obs, noise.next())  # noqa: E731
     jax_call()  # compile
     numpy_call()
-    np_t, jax_t = [], []
-    with threadpool_limits(1, user_api="blas"):
-        for _ in range(rounds):
+    np_t, np2_t, jax_t = [], [], []
+    for _ in range(rounds):
+        with threadpool_limits(1, user_api="blas"):  # the actor's default
             np_t += timed(numpy_call, calls)
-            jax_t += timed(jax_call, calls)
+        with threadpool_limits(2, user_api="blas"):  # `--blas-threads 2`
+            np2_t += timed(numpy_call, calls)
+        jax_t += timed(jax_call, calls)
     us = lambda ts, q: float(np.percentile(ts, q) * 1e6)  # noqa: E731
-    return {f"{name}_p50_us": us(np_t, 50), f"{name}_p99_us": us(np_t, 99), f"jax_{name}_p50_us": us(jax_t, 50),
-            f"jax_{name}_p99_us": us(jax_t, 99), f"{name}_build_ms": build_ms}
+    return {f"{name}_p50_us": us(np_t, 50), f"{name}_p99_us": us(np_t, 99), f"{name}_2threads_p50_us": us(np2_t, 50),
+            f"jax_{name}_p50_us": us(jax_t, 50), f"jax_{name}_p99_us": us(jax_t, 99), f"{name}_build_ms": build_ms}
 
 
 def machine() -> str:
@@ -112,7 +115,8 @@ def main() -> None:
     for name in CASES:
         calls = args.calls if name == "mlp" else max(args.calls // 4, 20)
         r = bench_case(name, args.rounds, calls)
-        print(f"{name}: numpy p50 {r[f'{name}_p50_us']:.1f} us, p99 {r[f'{name}_p99_us']:.1f} us | "
+        print(f"{name}: numpy p50 {r[f'{name}_p50_us']:.1f} us, p99 {r[f'{name}_p99_us']:.1f} us "
+              f"(2 BLAS threads: p50 {r[f'{name}_2threads_p50_us']:.1f} us) | "
               f"jax jit p50 {r[f'jax_{name}_p50_us']:.1f} us, p99 {r[f'jax_{name}_p99_us']:.1f} us | "
               f"policy build {r[f'{name}_build_ms']:.2f} ms", flush=True)
         result.update(r)
