@@ -59,8 +59,8 @@ def demo_config(args: argparse.Namespace) -> Config:
 
 def _spawn(name: str, role: list[str], cfg_file: Path, run_dir: Path) -> Child:
     log_path = run_dir / f"{name}.log"
-    log = open(log_path, "a")
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TMRLX_CHILD": "1"}
+    log = open(log_path, "a")  # noqa: SIM115 (closed by _stop when the child is gone)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "common.cli", *role, "--config-file", str(cfg_file)],
                             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
                             start_new_session=True)
@@ -109,13 +109,12 @@ class Progress:
         self.rounds_path = run_dir / "metrics.jsonl"
         self.episodes_path = run_dir / "episodes.jsonl"
         self.offsets = [0, 0]
-        self.last: dict = {}
+        self.rounds: list[dict] = []
         self.episodes: list[dict] = []
 
     def poll(self) -> None:
         rounds, self.offsets[0] = _read_jsonl(self.rounds_path, self.offsets[0])
-        if rounds:
-            self.last = rounds[-1]
+        self.rounds = (self.rounds + rounds)[-2:]
         eps, self.offsets[1] = _read_jsonl(self.episodes_path, self.offsets[1])
         self.episodes.extend(eps)
 
@@ -123,13 +122,29 @@ class Progress:
         return sum(bool(e.get("finished")) for e in self.episodes[-last:])
 
     def line(self, elapsed: float) -> str:
-        m, recent = self.last, self.episodes[-10:]
+        m = self.rounds[-1] if self.rounds else {}
+        steps = max(m.get("samples", 0), self.episodes[-1]["samples"] if self.episodes else 0)
+        rate = 0.0
+        if len(self.rounds) == 2 and self.rounds[1]["t"] > self.rounds[0]["t"]:
+            rate = (self.rounds[1]["samples"] - self.rounds[0]["samples"]) / (self.rounds[1]["t"] - self.rounds[0]["t"])
+        recent = self.episodes[-10:]
         ret = sum(e["return"] for e in recent) / len(recent) if recent else float("nan")
         prog = max((e.get("progress", 0.0) for e in recent), default=0.0)
-        return (f"{elapsed / 60:5.1f} min | env steps {m.get('samples_received', 0):>8} | "
-                f"samples/s {m.get('samples_per_s', 0):7.1f} | updates {m.get('updates', 0):>7} "
-                f"({m.get('updates_per_s', 0):6.1f}/s) | episodes {len(self.episodes):>4} | "
-                f"return(10) {ret:7.1f} | track {100 * prog:5.1f}% | finished {self.finishes()}/5")
+        return (f"{elapsed / 60:5.1f} min | env steps {steps:>7} ({rate:5.0f}/s) | updates {m.get('updates', 0):>6} "
+                f"({m.get('updates_per_s', 0):5.1f}/s) | episodes {len(self.episodes):>4} | return(10) {ret:6.1f} | "
+                f"track {100 * prog:5.1f}% | finished {self.finishes()}/5")
+
+
+def _plot(run_name: str, run_dir: Path) -> None:
+    from common.metrics import read_jsonl
+    from common.plot import DEFAULT_KEYS, plot
+
+    rounds = read_jsonl(run_dir / "metrics.jsonl") if (run_dir / "metrics.jsonl").exists() else []
+    if not rounds:
+        print("no training round finished: no learning curve to draw", file=sys.stderr)
+        return
+    png = plot({run_name: rounds}, list(DEFAULT_KEYS), "samples", run_dir / "learning_curve.png")
+    print(f"learning curve: {png}")
 
 
 def run(cfg: Config, args: argparse.Namespace) -> int:
@@ -169,8 +184,5 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
         status = 130
     finally:
         _stop(children)
-    from common.plot import plot_runs
-
-    png = plot_runs([cfg.RUN_NAME], run_dir / "learning_curve.png")
-    print(f"learning curve: {png}")
+    _plot(cfg.RUN_NAME, run_dir)
     return status

@@ -53,7 +53,7 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
             return 2
     source = _source(cfg, spec, args)
     trainer = Trainer(cfg, spec, source, metrics=Metrics(sinks), checkpoints=Checkpoints(paths.checkpoints_dir() / cfg.RUN_NAME),
-                      seed=getattr(args, "seed", 0))
+                      seed=getattr(args, "seed", 0), episode_log=JsonlSink(paths.logs_dir() / cfg.RUN_NAME / "episodes.jsonl"))
     resumed = trainer.resume()
     if resumed is not None:
         what = "restarting the model, keeping the replay memory" if cfg.RESET_TRAINING else "resuming"

@@ -19,7 +19,7 @@ import numpy as np
 
 from common import paths
 from common.config import Config, ConfigError
-from common.metrics import Metrics
+from common.metrics import JsonlSink, Metrics
 from common.specs import ObsSpec
 from learner.checkpoint import Checkpoints
 from learner.ingest import ChunkError, Ingest, concat_rows
@@ -55,11 +55,13 @@ class Trainer:
     """The learner: owns the state, the replay memory and the counters; `run()` trains until done or stopped."""
 
     def __init__(self, cfg: Config, spec: ObsSpec, source: Source, arch: Arch | None = None,
-                 metrics: Metrics | None = None, checkpoints: Checkpoints | None = None, seed: int = 0):
+                 metrics: Metrics | None = None, checkpoints: Checkpoints | None = None, seed: int = 0,
+                 episode_log: JsonlSink | None = None):
         self.cfg, self.spec, self.source = cfg, spec, source
         self.arch = arch or Arch.for_spec(spec)
         self.metrics = metrics or Metrics([])
         self.checkpoints = checkpoints
+        self.episode_log = episode_log  # every episode's statistics, as they arrive (the demo follows it)
         self.device = pick_device(cfg)
         g = cfg.ALG.REDQ_Q_UPDATES_PER_POLICY_UPDATE if cfg.ALG.ALGORITHM == "REDQSAC" else 1
         self.sac = SAC(cfg, spec, self.arch, units_per_call(cfg, self.arch, g, self.device))
@@ -90,7 +92,11 @@ class Trainer:
         if n:
             self.replay = insert(self.replay, batch)
             self.counters.samples += n
-        self._episodes += self.source.poll_episodes()
+        episodes = self.source.poll_episodes()
+        if self.episode_log is not None:
+            for e in episodes:
+                self.episode_log.write({**e, "samples": self.counters.samples, "updates": self.counters.updates})
+        self._episodes += episodes
         self._last_pull = self.counters.updates
         return n
 

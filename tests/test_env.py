@@ -163,3 +163,23 @@ def test_simulator_lidar_sees_the_road():
     obs, *_ = e.step(np.zeros(3, np.float32))
     scan = obs[1][-1]
     assert scan[3:8].sum() < scan[11:16].sum() - 50  # the right border is now much nearer than the left
+
+
+def test_lockstep_pacing_caps_wall_clock_rate_without_changing_the_simulation():
+    import time
+
+    def run(**kw):
+        e = make_env(config("SIMLIDAR", rt={"ep_max_length": 1000}, **kw))
+        e.reset()
+        t0 = time.perf_counter()
+        obs = [e.step(np.array([1.0, 0.0, 0.1], np.float32))[0] for _ in range(20)]
+        return time.perf_counter() - t0, obs
+
+    fast, obs_fast = run()
+    paced, obs_paced = run(steps_per_s=100)
+    assert paced >= 0.18 > fast  # 20 steps at <= 100/s take at least ~0.19 s of wall time
+    for a, b in zip(obs_fast, obs_paced):
+        for x, y in zip(a, b):
+            np.testing.assert_array_equal(x, y)  # same simulated time step, bit-identical
+    with pytest.raises(ConfigError, match="steps_per_s"):
+        make_env(config("SIMLIDAR", steps_per_s=0))

@@ -20,7 +20,7 @@ import gymnasium
 from rtgym.envs.real_time_env import RealTimeEnvTS
 
 from actor.envs.clock import Clock, VirtualClock, WallClock
-from common.config import SIM_INTERFACES, TM_INTERFACES, Config
+from common.config import SIM_INTERFACES, TM_INTERFACES, Config, ConfigError
 from common.specs import load_interface_class
 
 
@@ -62,6 +62,9 @@ def make_env(cfg: Config) -> gymnasium.Env:
     build, lockstep = interface_factory(cfg)
     if lockstep:
         clock = VirtualClock()
-        return LockstepEnv(build(clock), rtgym_config(cfg), clock)
+        pace = cfg.ENV.RTGYM_CONFIG.interface_kwargs.get("steps_per_s")
+        if pace is not None and (isinstance(pace, bool) or not isinstance(pace, (int, float)) or pace <= 0):
+            raise ConfigError(f"interface_kwargs 'steps_per_s' has value {pace!r}: expected a number > 0 or null")
+        return LockstepEnv(build(clock), rtgym_config(cfg), clock, steps_per_s=pace)
     interface = build(WallClock())  # built here so that its errors reach the caller, not rtgym's thread
     return RealTimeEnvTS(rtgym_config(cfg, lambda: interface))

@@ -17,7 +17,7 @@ from rtgym import RealTimeGymInterface
 
 from common.config import ConfigError
 
-GYM_KWARGS = {"lockstep": True, "save_replays": False}
+GYM_KWARGS = {"lockstep": True, "save_replays": False, "steps_per_s": None}
 
 
 def gym_options(kwargs: dict) -> dict:

@@ -11,6 +11,7 @@ rtgym's time-step statistics (wall-clock durations of the same phases).
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from typing import Any
 
@@ -23,8 +24,12 @@ from actor.envs.clock import Clock
 
 
 class LockstepEnv(gymnasium.Env):
-    def __init__(self, interface: Any, config: dict, clock: Clock):
+    def __init__(self, interface: Any, config: dict, clock: Clock, steps_per_s: float | None = None):
         self.interface = interface
+        # Optional wall-clock pacing: lockstep actors otherwise take every CPU cycle from a learner on
+        # the same machine; the simulated time step stays `time_step_duration` either way.
+        self.pace = 1.0 / steps_per_s if steps_per_s else 0.0
+        self._next_wall = 0.0
         self.clock = clock
         self.duration = float(config["time_step_duration"])
         self.capture = min(float(config["start_obs_capture"]), self.duration)
@@ -73,6 +78,8 @@ class LockstepEnv(gymnasium.Env):
             raise RuntimeError("The episode is terminated or truncated. Call reset before step.")
         self.current_step += 1
         self.act_buf.append(action)
+        if self.pace:
+            self._wait_pace()
         obs, reward, terminated, info = self._result
         truncated = (self.current_step >= self.ep_max_length) if not terminated else False
         if terminated or truncated:
@@ -84,6 +91,12 @@ class LockstepEnv(gymnasium.Env):
         if self.benchmark:
             self.bench.end_step_time()
         return (*obs, *self.act_buf), reward, terminated, truncated, info
+
+    def _wait_pace(self) -> None:
+        now = time.perf_counter()
+        if self._next_wall > now:
+            time.sleep(self._next_wall - now)
+        self._next_wall = max(now, self._next_wall) + self.pace
 
     def wait(self) -> None:
         self.interface.wait()

@@ -33,7 +33,7 @@ from actor.envs.sim.world import SimWorld
 from common.config import Config, ConfigError
 
 SIM_KWARGS = {"lockstep": True, "track": "easy", "seed": None, "gamedata": "direct", "port": 0,
-              "reward_file": None, "save_replays": False}
+              "reward_file": None, "save_replays": False, "steps_per_s": None}
 
 
 def sim_options(kwargs: Mapping[str, Any]) -> dict[str, Any]:
