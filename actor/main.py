@@ -40,8 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
         parser.add_argument("--weights", type=Path, default=None, metavar="PATH",
                             help="weights file (.npz) or folder holding them (default: the newest RUN_NAME*.npz "
                                  "in the data folder's weights/)")
-    parser.add_argument("--blas-threads", type=int, default=1, metavar="N",
-                        help="BLAS threads for the policy (default 1: steady latency; 2 speeds up the CNN on an idle machine)")
+    parser.add_argument("--policy-threads", type=int, default=2, choices=(1, 2),
+                        help="threads for the CNN policy's convolutions (default 2 when the machine has 2+ cores)")
     if command != "test":
         parser.add_argument("--deterministic", action="store_true", help="act with tanh(mu) instead of sampling")
 
@@ -72,7 +72,7 @@ def load_policy(cfg: Config, args: argparse.Namespace, spec: Any) -> Any:
         return None
     try:
         version, arrays, meta = load_weights(path)
-        policy = Policy(arrays, meta, spec, version)
+        policy = Policy(arrays, meta, spec, version, args.policy_threads)
     except WeightsError as e:
         raise ConfigError(str(e)) from None
     print(f"tmrlx {args.command}: policy from {path} (version {version}, {policy.arch.get('type')})", file=sys.stderr)
@@ -110,7 +110,7 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
         stack.enter_context(_stop_on_signals(stop))
         rollout = Rollout(env, spec, client, mode=mode, policy=policy, max_steps=cfg.RW_MAX_SAMPLES_PER_EPISODE,
                           time_step=cfg.ENV.RTGYM_CONFIG.time_step_duration, seed=args.seed, session=session,
-                          blas_threads=args.blas_threads,
+                          policy_threads=args.policy_threads,
                           deterministic=True if mode == "test" else args.deterministic)
         if policy is None and mode == "test":
             print("tmrlx test: no weights file: waiting for the learner's weights from the broker", file=sys.stderr)

@@ -14,19 +14,42 @@ CPU than a round trip to a GPU). The real-time loop keeps BLAS to one thread (se
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+import os
+import queue
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
+from threadpoolctl import threadpool_limits
 
 from common.specs import Component, ObsSpec
 
 ARCH_TYPES = ("mlp", "cnn")
+SPLIT_MIN_ROWS = 4  # at batch 1, convs with at least this many output rows are split across two threads
 META_KEY = "__meta__"
 VERSION_KEY = "__version__"
+
+
+_primed = False
+
+
+def prime_blas() -> None:
+    """Run one multi-threaded GEMM, once per process, before BLAS is pinned to one thread.
+
+    Measured with numpy 2.4's OpenBLAS 0.3.31 on the 2-core AMD EPYC box: in a process whose BLAS
+    never ran threaded, the CNN's single-thread GEMMs with K=1024 take 2x longer (and the first ones
+    3.5x) than after a single threaded 256x256 product; a quirk of OpenBLAS's buffer set-up, cheap to avoid.
+    """
+    global _primed
+    if not _primed:
+        a = np.ones((256, 256), np.float32)
+        with threadpool_limits(2, user_api="blas"):
+            a @ a
+        _primed = True
 
 
 class WeightsError(ValueError):
@@ -58,7 +81,7 @@ class Policy:
     """Squashed-Gaussian actor: `act(obs)` for one rtgym observation, `actions(parts)` for a batch."""
 
     def __init__(self, arrays: Mapping[str, Any], meta: Mapping[str, Any], spec: ObsSpec | None = None,
-                 version: int = -1):
+                 version: int = -1, threads: int = 2):
         try:
             arch = dict(meta["arch"])
             wspec = ObsSpec.from_dict(meta["spec"])
@@ -89,6 +112,8 @@ class Policy:
         self.head = _with_bias(np.concatenate([mu_k, ls_k], axis=1), np.concatenate([mu_b, ls_b]))
         w.check_all_used()
         self._workspaces: dict[int, _Workspace] = {}
+        # batch 1: the big convs are split in two row halves, one on a helper thread (BLAS stays single-threaded)
+        self._helper = _helper() if threads >= 2 and (os.cpu_count() or 1) >= 2 and self.convs else None
 
     # ---- loading -------------------------------------------------------------------------------------
 
@@ -180,11 +205,12 @@ class Policy:
     def _trunk(self, ws: _Workspace) -> None:
         """Everything up to the fused head output `ws.z` = [mu, raw log_std]."""
         if self.convs:
-            for conv, (view, dst), patches, out in zip(self.convs, ws.im2col, ws.patches, ws.conv_out):
-                np.copyto(dst, view)
-                np.matmul(patches, conv.kernel, out=out)
-                np.add(out, conv.bias, out=out)
-                np.maximum(out, 0.0, out=out)
+            for conv, parts in zip(self.convs, ws.conv_parts):
+                if self._helper is not None and len(parts) == 2:
+                    self._helper.both(_conv, (conv, *parts[0]), (conv, *parts[1]))
+                else:
+                    for part in parts:
+                        _conv(conv, *part)
             np.copyto(ws.x[:, :self.conv_dim], ws.conv_out[-1].reshape(ws.batch, -1))
         mm, h = ws.matmul, ws.x_in
         for kernel, buf, out in zip(self.hidden, ws.hidden_in, ws.hidden_out):
@@ -236,24 +262,30 @@ class _Workspace:
             views[p.image.name] = view[:, 0] if p.image.history == 1 else view
             self.patches = [np.empty((batch * c.out_hw[0] * c.out_hw[1], c.kernel.shape[0]), np.float32) for c in p.convs]
             self.conv_out = [np.empty((batch * c.out_hw[0] * c.out_hw[1], c.kernel.shape[1]), np.float32) for c in p.convs]
-            self.im2col = self._im2col(p.convs)
+            self.conv_parts = self._conv_parts(p.convs)
         self.part_views = [views[c.name] for c in spec.components]
         per_sample = [v[0].reshape(c.obs_shape) for v, c in zip(self.part_views, spec.components)]
         acts = [self.act_view[0, i] for i in range(spec.act_buf_len)]
         self.obs_views = per_sample + acts
 
-    def _im2col(self, convs: list[_Conv]) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Per conv, (strided patch view of its input, the same shape viewing its patch buffer): one copy each."""
-        pairs, src = [], self.image
-        for i, (conv, patches) in enumerate(zip(convs, self.patches)):
+    def _conv_parts(self, convs: list[_Conv]) -> list[list[tuple[np.ndarray, ...]]]:
+        """Per conv, its work as (strided patch view of the input, that shape over the patch buffer, patch rows,
+        output rows): im2col is one copy. At batch 1 a conv with enough output rows comes as two row halves."""
+        out, src = [], self.image
+        for i, (conv, patches, result) in enumerate(zip(convs, self.patches, self.conv_out)):
             if i > 0:  # the previous conv's output, (B*oh*ow, C) rows, seen as NHWC
                 src = self.conv_out[i - 1].reshape(self.batch, *convs[i - 1].out_hw, -1)
             sb, sy, sx, *inner = src.strides
             oh, ow = conv.out_hw
             shape = (self.batch, oh, ow, conv.k, conv.k, *src.shape[3:])
             view = as_strided(src, shape, (sb, conv.stride * sy, conv.stride * sx, sy, sx, *inner), writeable=False)
-            pairs.append((view, patches.reshape(shape)))
-        return pairs
+            dst = patches.reshape(shape)
+            if self.batch == 1 and oh >= SPLIT_MIN_ROWS:
+                cuts = ((0, oh // 2), (oh // 2, oh))
+                out.append([(view[:, a:b], dst[:, a:b], patches[a * ow:b * ow], result[a * ow:b * ow]) for a, b in cuts])
+            else:
+                out.append([(view, dst, patches, result)])
+        return out
 
 
 class _Arrays:
@@ -282,6 +314,60 @@ class _Arrays:
         extra = sorted(set(self.arrays) - self.used)
         if extra:
             raise WeightsError(f"weights hold arrays the architecture does not use: {extra}")
+
+
+def _conv(conv: _Conv, view: np.ndarray, dst: np.ndarray, patches: np.ndarray, out: np.ndarray) -> None:
+    """im2col copy, one matmul, bias, ReLU (NumPy releases the GIL in each, so two halves run in parallel)."""
+    np.copyto(dst, view)
+    np.matmul(patches, conv.kernel, out=out)
+    np.add(out, conv.bias, out=out)
+    np.maximum(out, 0.0, out=out)
+
+
+class _Helper:
+    """One helper thread that runs the second half of a split conv while the caller runs the first.
+
+    Waiting is a blocking queue get, not a spin: on a loaded machine the half simply runs later, where
+    a multi-threaded OpenBLAS spin-waits (measured 20x slower CNN under load at 2 BLAS threads).
+    """
+
+    def __init__(self) -> None:
+        self.jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self.done: queue.SimpleQueue = queue.SimpleQueue()
+        self.lock = threading.Lock()
+        threading.Thread(target=self._loop, name="tmrlx-policy-helper", daemon=True).start()
+
+    def _loop(self) -> None:
+        while True:
+            fn, args = self.jobs.get()
+            try:
+                fn(*args)
+                self.done.put(None)
+            except Exception as e:  # handed to the caller, who raises it
+                self.done.put(e)
+
+    def both(self, fn: Callable[..., None], first: tuple, second: tuple) -> None:
+        with self.lock:
+            self.jobs.put((fn, second))
+            try:
+                fn(*first)
+            finally:
+                error = self.done.get()
+        if error is not None:
+            raise error
+
+
+_helper_lock = threading.Lock()
+_the_helper: _Helper | None = None
+
+
+def _helper() -> _Helper:
+    """The process's helper thread, started on first use."""
+    global _the_helper
+    with _helper_lock:
+        if _the_helper is None:
+            _the_helper = _Helper()
+        return _the_helper
 
 
 def _with_bias(kernel: np.ndarray, bias: np.ndarray) -> np.ndarray:

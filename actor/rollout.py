@@ -21,7 +21,7 @@ from typing import Any, Protocol
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from actor.policy import Policy, WeightsError
+from actor.policy import Policy, WeightsError, prime_blas
 from common.specs import ObsSpec
 
 CHUNK_SECONDS = 0.5
@@ -107,8 +107,8 @@ class NoiseBlock:
 class WeightsFollower:
     """Builds a `Policy` from each weights message on a helper thread; `ready()` hands it over between steps."""
 
-    def __init__(self, spec: ObsSpec, log: Callable[[str], None]):
-        self.spec, self.log = spec, log
+    def __init__(self, spec: ObsSpec, log: Callable[[str], None], threads: int = 2):
+        self.spec, self.log, self.threads = spec, log, threads
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="tmrlx-weights")
         self._pending: Future | None = None
         self._queued: tuple[int, dict, dict] | None = None
@@ -119,7 +119,7 @@ class WeightsFollower:
         if self._queued is not None and self._pending is None:
             version, arrays, meta = self._queued
             self._queued = None
-            self._pending = self._pool.submit(Policy, arrays, meta, self.spec, version)
+            self._pending = self._pool.submit(Policy, arrays, meta, self.spec, version, self.threads)
 
     def ready(self) -> Policy | None:
         """The newly built policy if one finished since the last call (bad weights are reported and skipped)."""
@@ -149,7 +149,7 @@ class Rollout:
     def __init__(self, env: Any, spec: ObsSpec, client: ActorLink | None, *, mode: str = "actor",
                  policy: Policy | None = None, max_steps: int = 1000, time_step: float = 0.05,
                  deterministic: bool | None = None, seed: int | None = None, session: str | None = None,
-                 chunk_seconds: float = CHUNK_SECONDS, chunk_rows: int = CHUNK_MAX_ROWS, blas_threads: int = 1,
+                 chunk_seconds: float = CHUNK_SECONDS, chunk_rows: int = CHUNK_MAX_ROWS, policy_threads: int = 2,
                  log: Callable[[str], None] | None = None):
         if mode not in ("actor", "expert", "test"):
             raise ValueError(f"mode is {mode!r}: expected 'actor', 'expert' or 'test'")
@@ -165,10 +165,10 @@ class Rollout:
         self.seed = seed
         self.session = session or secrets.token_hex(8)
         self.writer = ChunkWriter(spec, self.session, chunk_rows)
-        self.chunk_seconds, self.blas_threads = chunk_seconds, blas_threads
+        self.chunk_seconds = chunk_seconds
         self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
         follow = mode != "expert" and client is not None
-        self.follower = WeightsFollower(spec, self.log) if follow else None
+        self.follower = WeightsFollower(spec, self.log, policy_threads) if follow else None
         self.episodes = 0
         self._chunk_t0 = 0.0
 
@@ -181,9 +181,11 @@ class Rollout:
         """Episodes until `episodes` are done or `stop` is set (then the partial chunk is still sent)."""
         stop = stop or threading.Event()
         results = []
-        # one BLAS thread by default: an OpenBLAS thread that spins for work steals the CPU from rtgym's
-        # time-step thread and from the game (measured: late steps with 2 threads on a loaded 2-core box)
-        limits = threadpool_limits(self.blas_threads, user_api="blas")
+        # one BLAS thread: an OpenBLAS thread that spins for work steals the CPU from rtgym's time-step
+        # thread and from the game (measured: late steps with 2 BLAS threads on a loaded 2-core box);
+        # the CNN policy uses a second core its own way (see actor.policy)
+        prime_blas()
+        limits = threadpool_limits(1, user_api="blas")
         try:
             while (episodes is None or len(results) < episodes) and not stop.is_set():
                 stats = self.episode(stop)

@@ -2,10 +2,11 @@
 
 Both run the same weights (the learner's initialised actor, exported as it publishes them) on the
 same raw observations, sampling an action as the training worker does (`tanh(mu + std * eps)`).
-NumPy calls `Policy.act(obs, eps)` on an rtgym tuple with BLAS pinned to one thread (the loop's
-default; also reported with two, `--blas-threads 2`); JAX calls one jitted function (normalise +
-actor + sample) on its default CPU thread pool and waits for the result. They are measured in
-alternating rounds so machine load hits all alike. Medians and p99 in microseconds.
+NumPy calls `Policy.act(obs, eps)` on an rtgym tuple with BLAS pinned to one thread, as the actor
+loop does, with the CNN's big convs split over two threads (the default; also reported on one,
+`--policy-threads 1`); JAX calls one jitted function (normalise + actor + sample) on its default
+CPU thread pool and waits for the result. They are measured in alternating rounds so machine load
+hits all alike. Medians and p99 in microseconds.
 
     python -m bench.actor [--rounds 5] [--calls 400]
 """
@@ -23,7 +24,7 @@ import jax
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from actor.policy import Policy
+from actor.policy import Policy, prime_blas
 from actor.rollout import NoiseBlock
 from common.config import Config
 from common.specs import ObsSpec, spec_from_config
@@ -62,6 +63,7 @@ def bench_case(name: str, rounds: int, calls: int) -> dict[str, float]:
     t0 = time.perf_counter()
     policy = Policy(weights, meta, spec)
     build_ms = (time.perf_counter() - t0) * 1e3
+    serial = Policy(weights, meta, spec, threads=1)
     rng = np.random.default_rng(0)
     obs = observation(spec, rng)
 
@@ -81,17 +83,17 @@ def bench_case(name: str, rounds: int, calls: int) -> dict[str, float]:
 
     noise = NoiseBlock(rng, spec.act_dim)
     numpy_call = lambda: policy.act(obs, noise.next())  # noqa: E731
+    serial_call = lambda: serial.act(obs, noise.next())  # noqa: E731
     jax_call()  # compile
     numpy_call()
-    np_t, np2_t, jax_t = [], [], []
+    np_t, serial_t, jax_t = [], [], []
     for _ in range(rounds):
-        with threadpool_limits(1, user_api="blas"):  # the actor's default
+        with threadpool_limits(1, user_api="blas"):  # as the actor loop runs it
             np_t += timed(numpy_call, calls)
-        with threadpool_limits(2, user_api="blas"):  # `--blas-threads 2`
-            np2_t += timed(numpy_call, calls)
+            serial_t += timed(serial_call, calls)
         jax_t += timed(jax_call, calls)
     us = lambda ts, q: float(np.percentile(ts, q) * 1e6)  # noqa: E731
-    return {f"{name}_p50_us": us(np_t, 50), f"{name}_p99_us": us(np_t, 99), f"{name}_2threads_p50_us": us(np2_t, 50),
+    return {f"{name}_p50_us": us(np_t, 50), f"{name}_p99_us": us(np_t, 99), f"{name}_serial_p50_us": us(serial_t, 50),
             f"jax_{name}_p50_us": us(jax_t, 50), f"jax_{name}_p99_us": us(jax_t, 99), f"{name}_build_ms": build_ms}
 
 
@@ -111,12 +113,13 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=400)
     args = parser.parse_args()
     jax.config.update("jax_platforms", "cpu")
+    prime_blas()  # as the actor loop does
     result: dict[str, object] = {"machine": machine(), "jax_device": str(jax.devices("cpu")[0])}
     for name in CASES:
         calls = args.calls if name == "mlp" else max(args.calls // 4, 20)
         r = bench_case(name, args.rounds, calls)
         print(f"{name}: numpy p50 {r[f'{name}_p50_us']:.1f} us, p99 {r[f'{name}_p99_us']:.1f} us "
-              f"(2 BLAS threads: p50 {r[f'{name}_2threads_p50_us']:.1f} us) | "
+              f"(one thread: p50 {r[f'{name}_serial_p50_us']:.1f} us) | "
               f"jax jit p50 {r[f'jax_{name}_p50_us']:.1f} us, p99 {r[f'jax_{name}_p99_us']:.1f} us | "
               f"policy build {r[f'{name}_build_ms']:.2f} ms", flush=True)
         result.update(r)
