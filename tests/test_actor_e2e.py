@@ -131,7 +131,8 @@ def test_actor_keeps_stepping_through_a_broker_restart_and_loses_only_what_its_b
         episodes_at_kill = rollout.episodes
         time.sleep(1.0)
         assert rollout.episodes > episodes_at_kill  # stepping goes on without a broker
-        assert client.stats()["queued"] <= 64  # the queue stays bounded (oldest chunks dropped and counted)
+        # the queue stays bounded (oldest chunks dropped and counted; +1: a chunk whose send failed goes back)
+        assert client.stats()["queued"] <= 64 + 1
         broker = start_broker(port, tmp_path)
         after = received_rows(learner, "restart-actor", 400)
         assert client.stats()["reconnects"] >= 1
