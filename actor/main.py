@@ -40,8 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
         parser.add_argument("--weights", type=Path, default=None, metavar="PATH",
                             help="weights file (.npz) or folder holding them (default: the newest RUN_NAME*.npz "
                                  "in the data folder's weights/)")
-    parser.add_argument("--policy-threads", type=int, default=2, choices=(1, 2),
-                        help="threads for the CNN policy's convolutions (default 2 when the machine has 2+ cores)")
+    parser.add_argument("--policy-threads", type=int, default=None, choices=(1, 2),
+                        help="threads for the CNN policy's convolutions (default: 2 with 4+ cores, else 1)")
     if command != "test":
         parser.add_argument("--deterministic", action="store_true", help="act with tanh(mu) instead of sampling")
 

@@ -30,6 +30,7 @@ from common.specs import Component, ObsSpec
 
 ARCH_TYPES = ("mlp", "cnn")
 SPLIT_MIN_ROWS = 4  # at batch 1, convs with at least this many output rows are split across two threads
+SPLIT_MIN_CPUS = 4  # ...by default only with this many cores: on a busy 2-core box the split measured slower
 META_KEY = "__meta__"
 VERSION_KEY = "__version__"
 
@@ -81,7 +82,7 @@ class Policy:
     """Squashed-Gaussian actor: `act(obs)` for one rtgym observation, `actions(parts)` for a batch."""
 
     def __init__(self, arrays: Mapping[str, Any], meta: Mapping[str, Any], spec: ObsSpec | None = None,
-                 version: int = -1, threads: int = 2):
+                 version: int = -1, threads: int | None = None):
         try:
             arch = dict(meta["arch"])
             wspec = ObsSpec.from_dict(meta["spec"])
@@ -113,7 +114,9 @@ class Policy:
         w.check_all_used()
         self._workspaces: dict[int, _Workspace] = {}
         # batch 1: the big convs are split in two row halves, one on a helper thread (BLAS stays single-threaded)
-        self._helper = _helper() if threads >= 2 and (os.cpu_count() or 1) >= 2 and self.convs else None
+        if threads is None:
+            threads = 2 if (os.cpu_count() or 1) >= SPLIT_MIN_CPUS else 1
+        self._helper = _helper() if threads >= 2 and self.convs else None
 
     # ---- loading -------------------------------------------------------------------------------------
 

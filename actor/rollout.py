@@ -107,7 +107,7 @@ class NoiseBlock:
 class WeightsFollower:
     """Builds a `Policy` from each weights message on a helper thread; `ready()` hands it over between steps."""
 
-    def __init__(self, spec: ObsSpec, log: Callable[[str], None], threads: int = 2):
+    def __init__(self, spec: ObsSpec, log: Callable[[str], None], threads: int | None = None):
         self.spec, self.log, self.threads = spec, log, threads
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="tmrlx-weights")
         self._pending: Future | None = None
@@ -149,7 +149,7 @@ class Rollout:
     def __init__(self, env: Any, spec: ObsSpec, client: ActorLink | None, *, mode: str = "actor",
                  policy: Policy | None = None, max_steps: int = 1000, time_step: float = 0.05,
                  deterministic: bool | None = None, seed: int | None = None, session: str | None = None,
-                 chunk_seconds: float = CHUNK_SECONDS, chunk_rows: int = CHUNK_MAX_ROWS, policy_threads: int = 2,
+                 chunk_seconds: float = CHUNK_SECONDS, chunk_rows: int = CHUNK_MAX_ROWS, policy_threads: int | None = None,
                  log: Callable[[str], None] | None = None):
         if mode not in ("actor", "expert", "test"):
             raise ValueError(f"mode is {mode!r}: expected 'actor', 'expert' or 'test'")

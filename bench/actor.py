@@ -3,10 +3,10 @@
 Both run the same weights (the learner's initialised actor, exported as it publishes them) on the
 same raw observations, sampling an action as the training worker does (`tanh(mu + std * eps)`).
 NumPy calls `Policy.act(obs, eps)` on an rtgym tuple with BLAS pinned to one thread, as the actor
-loop does, with the CNN's big convs split over two threads (the default; also reported on one,
-`--policy-threads 1`); JAX calls one jitted function (normalise + actor + sample) on its default
-CPU thread pool and waits for the result. They are measured in alternating rounds so machine load
-hits all alike. Medians and p99 in microseconds.
+loop does, with the policy's default threading (the CNN's big convs split over two threads when the
+machine has 4+ cores; both settings are also reported for the CNN); JAX calls one jitted function
+(normalise + actor + sample) on its default CPU thread pool and waits for the result. They are
+measured in alternating rounds so machine load hits all alike. Medians and p99 in microseconds.
 
     python -m bench.actor [--rounds 5] [--calls 400]
 """
@@ -63,7 +63,7 @@ def bench_case(name: str, rounds: int, calls: int) -> dict[str, float]:
     t0 = time.perf_counter()
     policy = Policy(weights, meta, spec)
     build_ms = (time.perf_counter() - t0) * 1e3
-    serial = Policy(weights, meta, spec, threads=1)
+    variants = {"serial": Policy(weights, meta, spec, threads=1), "split": Policy(weights, meta, spec, threads=2)}
     rng = np.random.default_rng(0)
     obs = observation(spec, rng)
 
@@ -83,17 +83,21 @@ def bench_case(name: str, rounds: int, calls: int) -> dict[str, float]:
 
     noise = NoiseBlock(rng, spec.act_dim)
     numpy_call = lambda: policy.act(obs, noise.next())  # noqa: E731
-    serial_call = lambda: serial.act(obs, noise.next())  # noqa: E731
+
     jax_call()  # compile
     numpy_call()
-    np_t, serial_t, jax_t = [], [], []
+    np_t, jax_t = [], []
+    extra: dict[str, list[float]] = {k: [] for k in variants} if name == "cnn" else {}
     for _ in range(rounds):
         with threadpool_limits(1, user_api="blas"):  # as the actor loop runs it
             np_t += timed(numpy_call, calls)
-            serial_t += timed(serial_call, calls)
+            for k in extra:
+                extra[k] += timed(lambda p=variants[k]: p.act(obs, noise.next()), calls)
         jax_t += timed(jax_call, calls)
     us = lambda ts, q: float(np.percentile(ts, q) * 1e6)  # noqa: E731
-    return {f"{name}_p50_us": us(np_t, 50), f"{name}_p99_us": us(np_t, 99), f"{name}_serial_p50_us": us(serial_t, 50),
+    return {f"{name}_p50_us": us(np_t, 50), f"{name}_p99_us": us(np_t, 99),
+            **{f"{name}_{k}_p50_us": us(ts, 50) for k, ts in extra.items()},
+            **{f"{name}_{k}_p99_us": us(ts, 99) for k, ts in extra.items()},
             f"jax_{name}_p50_us": us(jax_t, 50), f"jax_{name}_p99_us": us(jax_t, 99), f"{name}_build_ms": build_ms}
 
 
@@ -118,8 +122,8 @@ def main() -> None:
     for name in CASES:
         calls = args.calls if name == "mlp" else max(args.calls // 4, 20)
         r = bench_case(name, args.rounds, calls)
-        print(f"{name}: numpy p50 {r[f'{name}_p50_us']:.1f} us, p99 {r[f'{name}_p99_us']:.1f} us "
-              f"(one thread: p50 {r[f'{name}_serial_p50_us']:.1f} us) | "
+        split = "".join(f", {k} p50 {r[f'{name}_{k}_p50_us']:.1f}" for k in ("serial", "split") if f"{name}_{k}_p50_us" in r)
+        print(f"{name}: numpy p50 {r[f'{name}_p50_us']:.1f} us, p99 {r[f'{name}_p99_us']:.1f} us{split} | "
               f"jax jit p50 {r[f'jax_{name}_p50_us']:.1f} us, p99 {r[f'jax_{name}_p99_us']:.1f} us | "
               f"policy build {r[f'{name}_build_ms']:.2f} ms", flush=True)
         result.update(r)
