@@ -17,6 +17,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from actor.policy import save_weights as write_weights_file
 from common import paths
 from common.config import Config, ConfigError
 from common.metrics import JsonlSink, Metrics
@@ -112,9 +113,8 @@ class Trainer:
     def save_weights(self, weights: dict, name: str) -> Path:
         out = paths.weights_dir() / f"{name}.npz"
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_suffix(".tmp.npz")
-        np.savez(tmp, **weights)
-        tmp.replace(out)
+        # the .npz format `tmrlx test` / `tmrlx expert` read: arrays + JSON meta + version, no pickle
+        write_weights_file(out, self.counters.updates, weights, weights_meta(self.spec, self.arch))
         return out
 
     # ---- the schedule ----

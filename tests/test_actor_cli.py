@@ -100,3 +100,24 @@ def test_expert_sends_its_fixed_policy_samples_and_the_actor_stops_cleanly_on_si
             assert step0 == sorted(set(step0)) and got[-1][0]["policy_version"] == 99  # followed the broker's weights
         finally:
             learner.close()
+
+
+def test_weights_the_learner_saves_are_what_tmrlx_test_runs(tmp_path: Path, monkeypatch) -> None:
+    """`SAVE_MODEL_EVERY`/checkpoint weights in the data folder's weights/ drive `tmrlx test` with no --weights."""
+    from types import SimpleNamespace
+
+    jax = pytest.importorskip("jax")
+    from learner.networks import Actor, Arch, dummy_inputs
+    from learner.publish import actor_weights
+    from learner.train import Counters, Trainer
+
+    spec = spec_from_config(Config.from_dict(PENDULUM))
+    arch = Arch.for_spec(spec, hidden=(16, 16))
+    params = Actor(spec, arch).init(jax.random.key(3), dummy_inputs(spec))
+    monkeypatch.setenv("TMRLX_DATA", str(tmp_path))
+    trainer = SimpleNamespace(spec=spec, arch=arch, counters=Counters(updates=1234))
+    Trainer.save_weights(trainer, actor_weights(params), "myrun")
+    proc = tmrlx(["test", "--episodes", "1", "--run-name", "myrun"], tmp_path)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert "policy v1234" in out and "weights/myrun.npz" in err
