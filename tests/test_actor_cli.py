@@ -67,7 +67,7 @@ def test_expert_mode_without_weights_says_what_to_do(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_expert_sends_its_fixed_policy_samples_and_the_actor_stops_cleanly_on_sigterm(weights_file: Path,
+def test_expert_sends_its_fixed_policy_samples_and_two_actors_share_the_machine_and_stop_on_sigterm(weights_file: Path,
                                                                                        tmp_path: Path) -> None:
     cfg = Config.from_dict(PENDULUM)
     spec = spec_from_config(cfg)
@@ -87,17 +87,23 @@ def test_expert_sends_its_fixed_policy_samples_and_the_actor_stops_cleanly_on_si
             assert rows == 42 and {m["policy_version"] for m, _ in chunks} == {5}
             assert [e["policy_version"] for e in learner.poll_episodes()] == [5, 5]
 
-            actor = tmrlx(["actor", *port], tmp_path)  # runs until told to stop
+            actors = [tmrlx(["actor", *port], tmp_path) for _ in range(2)]  # two on one machine, until told to stop
             deadline = time.monotonic() + 60
-            got = []
-            while sum(len(a["reward"]) for _, a in got) < 100 and time.monotonic() < deadline:
-                got += learner.poll_samples(timeout=0.5)
-            actor.send_signal(signal.SIGTERM)
-            _, err = actor.communicate(timeout=60)
-            assert actor.returncode == 0 and "stopped by a signal" in err and "Traceback" not in err, err
-            got += learner.poll_samples(timeout=1.0)
-            step0 = [m["step0"] for m, _ in got]
-            assert step0 == sorted(set(step0)) and got[-1][0]["policy_version"] == 99  # followed the broker's weights
+            got: dict[str, list] = {}
+            while min([sum(len(a["reward"]) for _, a in c) for c in got.values()] or [0]) < 100 or len(got) < 2:
+                assert time.monotonic() < deadline, {k: len(v) for k, v in got.items()}
+                for meta, arrays in learner.poll_samples(timeout=0.5):
+                    got.setdefault(meta["session"], []).append((meta, arrays))
+            for actor in actors:
+                actor.send_signal(signal.SIGTERM)
+            for actor in actors:
+                _, err = actor.communicate(timeout=60)
+                assert actor.returncode == 0 and "stopped by a signal" in err and "Traceback" not in err, err
+            for meta, arrays in learner.poll_samples(timeout=1.0):
+                got[meta["session"]].append((meta, arrays))
+            for chunks in got.values():
+                step0 = [m["step0"] for m, _ in chunks]
+                assert step0 == sorted(set(step0)) and chunks[-1][0]["policy_version"] == 99  # followed the broker's weights
         finally:
             learner.close()
 
