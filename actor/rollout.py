@@ -201,8 +201,8 @@ class Rollout:
         return results
 
     def wait_for_policy(self, stop: threading.Event, poll_s: float = 0.05) -> bool:
-        """Block until the first weights are in (test mode without a weights file); False if stopped first."""
-        while self.policy is None and not stop.is_set():
+        """Block until the first weights are in (test mode without a weights file); False if stopped or refused."""
+        while self.policy is None and not stop.is_set() and not getattr(self.client, "error", None):
             self._swap_weights()
             stop.wait(poll_s)
         return self.policy is not None

@@ -87,6 +87,10 @@ def test_expert_sends_its_fixed_policy_samples_and_two_actors_share_the_machine_
             assert rows == 42 and {m["policy_version"] for m, _ in chunks} == {5}
             assert [e["policy_version"] for e in learner.poll_episodes()] == [5, 5]
 
+            tester = tmrlx(["test", "--episodes", "1", *port], tmp_path)  # no weights file: the broker's
+            out, err = tester.communicate(timeout=120)
+            assert tester.returncode == 0 and "waiting for the learner's weights" in err and "policy v99" in out, err
+
             actors = [tmrlx(["actor", *port], tmp_path) for _ in range(2)]  # two on one machine, until told to stop
             deadline = time.monotonic() + 60
             got: dict[str, list] = {}
