@@ -25,7 +25,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from actor.policy import Policy, prime_blas
-from actor.rollout import NoiseBlock
+from actor.rollout import NoiseBlock, Rollout
 from common.config import Config
 from common.specs import ObsSpec, spec_from_config
 from learner.networks import Actor, Arch, dummy_inputs, squashed_sample
@@ -98,7 +98,38 @@ def bench_case(name: str, rounds: int, calls: int) -> dict[str, float]:
     return {f"{name}_p50_us": us(np_t, 50), f"{name}_p99_us": us(np_t, 99),
             **{f"{name}_{k}_p50_us": us(ts, 50) for k, ts in extra.items()},
             **{f"{name}_{k}_p99_us": us(ts, 99) for k, ts in extra.items()},
-            f"jax_{name}_p50_us": us(jax_t, 50), f"jax_{name}_p99_us": us(jax_t, 99), f"{name}_build_ms": build_ms}
+            f"jax_{name}_p50_us": us(jax_t, 50), f"jax_{name}_p99_us": us(jax_t, 99), f"{name}_build_ms": build_ms,
+            f"{name}_loop_step_us": loop_step_us(policy, obs, 4 * calls)}
+
+
+class StaticEnv:
+    """An environment that costs nothing: what remains of a step is the actor loop and the policy."""
+
+    def __init__(self, obs: tuple):
+        self.obs = obs
+
+    def reset(self, seed=None, options=None):
+        return self.obs, {}
+
+    def step(self, action):
+        return self.obs, 0.0, False, False, {}
+
+
+class NullLink:
+    def send_samples(self, arrays, meta):
+        pass
+
+    def send_episode(self, stats):
+        pass
+
+    def latest_weights(self):
+        return None
+
+
+def loop_step_us(policy: Policy, obs: tuple, steps: int = 2000) -> float:
+    """Mean wall time of one actor-loop step (newest-frame extraction, chunking, weights poll, policy)."""
+    rollout = Rollout(StaticEnv(obs), policy.spec, NullLink(), policy=policy, max_steps=steps, log=lambda _: None)
+    return rollout.run(episodes=1)[0]["mean_step_s"] * 1e6
 
 
 def machine() -> str:
@@ -125,7 +156,7 @@ def main() -> None:
         split = "".join(f", {k} p50 {r[f'{name}_{k}_p50_us']:.1f}" for k in ("serial", "split") if f"{name}_{k}_p50_us" in r)
         print(f"{name}: numpy p50 {r[f'{name}_p50_us']:.1f} us, p99 {r[f'{name}_p99_us']:.1f} us{split} | "
               f"jax jit p50 {r[f'jax_{name}_p50_us']:.1f} us, p99 {r[f'jax_{name}_p99_us']:.1f} us | "
-              f"policy build {r[f'{name}_build_ms']:.2f} ms", flush=True)
+              f"policy build {r[f'{name}_build_ms']:.2f} ms | whole loop step {r[f'{name}_loop_step_us']:.1f} us", flush=True)
         result.update(r)
     print(json.dumps({k: round(v, 2) if isinstance(v, float) else v for k, v in result.items()}))
 
