@@ -75,6 +75,8 @@ def load_policy(cfg: Config, args: argparse.Namespace, spec: Any) -> Any:
         policy = Policy(arrays, meta, spec, version, args.policy_threads)
     except WeightsError as e:
         raise ConfigError(str(e)) from None
+    except (ValueError, TypeError, KeyError) as e:
+        raise ConfigError(f"weights file {path} is malformed ({type(e).__name__}: {e})") from None
     print(f"tmrlx {args.command}: policy from {path} (version {version}, {policy.arch.get('type')})", file=sys.stderr)
     return policy
 

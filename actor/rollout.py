@@ -129,9 +129,11 @@ class WeightsFollower:
         self._pending = None
         try:
             return fut.result()
-        except (WeightsError, ValueError) as e:
+        except WeightsError as e:
             self.log(f"tmrlx actor: ignoring weights: {e}")
-            return None
+        except Exception as e:  # a malformed message off the network must never stop the real-time loop
+            self.log(f"tmrlx actor: ignoring malformed weights ({type(e).__name__}: {e})")
+        return None
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
