@@ -2,8 +2,8 @@
 
 - `actor`: follows the broker's weights (uniform random actions until the first ones arrive),
   sends samples and episode statistics;
-- `expert`: a fixed policy from `--weights` (or the newest `RUN_NAME*.npz` in the data folder's
-  `weights/`), sends samples, ignores weight updates;
+- `expert`: a fixed policy from `--weights` (or the newest `RUN_NAME.npz` / `RUN_NAME_<version>.npz`
+  in the data folder's `weights/`), sends samples, ignores weight updates;
 - `test`: the deterministic policy (from `--weights`/`weights/`, else the broker's latest), sends
   nothing, prints each episode's return.
 
@@ -16,6 +16,7 @@ thread (see `actor.rollout.Rollout.run`).
 from __future__ import annotations
 
 import argparse
+import re
 import secrets
 import signal
 import sys
@@ -38,8 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     parser.add_argument("--seed", type=int, default=None, help="seed of the first reset and of the action noise")
     if command in ("test", "expert"):
         parser.add_argument("--weights", type=Path, default=None, metavar="PATH",
-                            help="weights file (.npz) or folder holding them (default: the newest RUN_NAME*.npz "
-                                 "in the data folder's weights/)")
+                            help="weights file (.npz) or folder holding them (default: the newest RUN_NAME.npz or "
+                                 "RUN_NAME_<version>.npz in the data folder's weights/)")
     parser.add_argument("--policy-threads", type=int, default=None, choices=(1, 2),
                         help="threads for the CNN policy's convolutions (default: 2 with 4+ cores, else 1)")
     if command != "test":
@@ -57,7 +58,9 @@ def find_weights(cfg: Config, given: Path | None) -> Path | None:
         if not given.is_file():
             raise ConfigError(f"--weights {given}: no such file")
         return given
-    found = sorted(paths.weights_dir().glob(f"{cfg.RUN_NAME}*.npz"), key=lambda p: p.stat().st_mtime)
+    # the learner writes RUN_NAME.npz (each checkpoint) and RUN_NAME_<version>.npz (SAVE_MODEL_EVERY)
+    ours = re.compile(re.escape(cfg.RUN_NAME) + r"(_\d+)?\.npz")
+    found = sorted((p for p in paths.weights_dir().glob("*.npz") if ours.fullmatch(p.name)), key=lambda p: p.stat().st_mtime)
     return found[-1] if found else None
 
 
@@ -67,7 +70,7 @@ def load_policy(cfg: Config, args: argparse.Namespace, spec: Any) -> Any:
     path = find_weights(cfg, getattr(args, "weights", None))
     if path is None:
         if args.command == "expert":
-            raise ConfigError(f"expert mode needs weights: pass --weights PATH or put {cfg.RUN_NAME}*.npz "
+            raise ConfigError(f"expert mode needs weights: pass --weights PATH or put {cfg.RUN_NAME}.npz "
                               f"in {paths.weights_dir()}")
         return None
     try:
