@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -54,7 +55,10 @@ def demo_config(args: argparse.Namespace) -> Config:
     if args.config_file is None:
         paths.install(quiet=True)
         args.config_file = paths.data_dir() / "resources" / DEMO_CONFIG
-    return config_from_args(args)
+    cfg = config_from_args(args)
+    if getattr(args, "key:PASSWORD", None) is None:  # the broker binds 0.0.0.0: never with a well-known password
+        cfg = cfg.replace({"PASSWORD": secrets.token_urlsafe(16)})
+    return cfg
 
 
 def _spawn(name: str, role: list[str], cfg_file: Path, run_dir: Path) -> Child:
@@ -152,6 +156,8 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
     run_dir = paths.logs_dir() / cfg.RUN_NAME
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg_file = run_dir / "demo-config.json"
+    cfg_file.touch(mode=0o600)
+    cfg_file.chmod(0o600)  # it holds the password
     cfg_file.write_text(cfg.to_json())
     load_config(cfg_file)  # what the children will read must validate
     print(f"tmrlx demo: run {cfg.RUN_NAME!r} on {cfg.ENV.RTGYM_INTERFACE}, logs in {run_dir}")

@@ -9,9 +9,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -28,11 +30,18 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _demo(data: Path, cfg_file: Path, minutes: float) -> subprocess.CompletedProcess:
-    env = {**os.environ, "TMRLX_DATA": str(data), "JAX_PLATFORMS": "cpu"}
-    return subprocess.run([sys.executable, "-m", "common.cli", "demo", "--config-file", str(cfg_file), "--minutes",
-                           str(minutes), "--until-solved", "0", "--actors", "2"],
-                          capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
+def _env(data: Path) -> dict:
+    return {**os.environ, "TMRLX_DATA": str(data), "JAX_PLATFORMS": "cpu"}
+
+
+def _argv(cfg_file: Path, minutes: float) -> list[str]:
+    return [sys.executable, "-m", "common.cli", "demo", "--config-file", str(cfg_file), "--minutes", str(minutes),
+            "--until-solved", "0", "--actors", "2"]
+
+
+def _rounds(run_dir: Path) -> list[dict]:
+    path = run_dir / "metrics.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else [{"updates": 0}]
 
 
 @pytest.mark.slow
@@ -45,19 +54,43 @@ def test_demo_trains_publishes_checkpoints_and_resumes(tmp_path):
     cfg_file.write_text(cfg.to_json())
     data = tmp_path / "data"
 
-    first = _demo(data, cfg_file, minutes=0.75)
+    first = subprocess.run(_argv(cfg_file, minutes=0.75), capture_output=True, text=True, cwd=ROOT, env=_env(data),
+                           timeout=600)
     assert first.returncode == 0, first.stdout + first.stderr
     run_dir = data / "logs" / "e2e"
-    rounds = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    assert rounds and rounds[-1]["samples"] >= 300 and rounds[-1]["updates"] > 0  # samples crossed, training ran
+    rounds = _rounds(run_dir)
+    assert rounds[-1]["samples"] >= 300 and rounds[-1]["updates"] > 0  # samples crossed, training ran
     versions = [int(v) for log in run_dir.glob("actor*.log") for v in re.findall(r"policy v(\d+)", log.read_text())]
     assert versions and max(versions) > 0, "actors never received trained weights"
     assert any((data / "checkpoints" / "e2e").iterdir()), "no checkpoint written"
     assert (run_dir / "learning_curve.png").stat().st_size > 1000
     updates_before = rounds[-1]["updates"]
 
-    second = _demo(data, cfg_file, minutes=0.5)
-    assert second.returncode == 0, second.stdout + second.stderr
-    assert "resuming from checkpoint" in (run_dir / "learner.log").read_text()
-    rounds = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    assert rounds[-1]["updates"] > updates_before  # training went on from where it stopped
+    # Second run, stopped like a user does (Ctrl+C = SIGINT to the demo) once training went on.
+    proc = subprocess.Popen(_argv(cfg_file, minutes=5), cwd=ROOT, env=_env(data), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(1)
+        if _rounds(run_dir)[-1]["updates"] > updates_before:
+            break
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out
+    learner_log = (run_dir / "learner.log").read_text()
+    assert "resuming from checkpoint" in learner_log
+    assert "stopped, checkpoint saved" in learner_log.split("resuming from checkpoint")[-1], learner_log[-500:]
+    assert _rounds(run_dir)[-1]["updates"] > updates_before  # training went on from where it stopped
+
+
+@pytest.mark.slow
+def test_demo_reports_a_dead_child_and_stops_the_others(tmp_path):
+    cfg = load_config(DEMO).replace({"RUN_NAME": "e2e_dead", "PORT": _free_port(), "MEMORY_SIZE": 1000,
+                                     "ENV": {"RTGYM_INTERFACE": "TM20LIDAR"}})  # no game here: actors die
+    cfg_file = tmp_path / "dead.json"
+    cfg_file.write_text(cfg.to_json())
+    r = subprocess.run(_argv(cfg_file, minutes=2), capture_output=True, text=True, cwd=ROOT, env=_env(tmp_path / "d"),
+                       timeout=300)
+    assert r.returncode == 1
+    assert "actor0 exited with code" in r.stderr and "TrackMania" in r.stderr, r.stderr[-2000:]
+    assert "learner exited" not in r.stderr and "broker exited" not in r.stderr  # those were stopped, not dead
