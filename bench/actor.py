@@ -5,8 +5,10 @@ same raw observations, sampling an action as the training worker does (`tanh(mu 
 NumPy calls `Policy.act(obs, eps)` on an rtgym tuple with BLAS pinned to one thread, as the actor
 loop does, with the policy's default threading (the CNN's big convs split over two threads when the
 machine has 4+ cores; both settings are also reported for the CNN); JAX calls one jitted function
-(normalise + actor + sample) on its default CPU thread pool and waits for the result. They are
-measured in alternating rounds so machine load hits all alike. Medians and p99 in microseconds.
+(normalise + actor + sample) on its default CPU thread pool and waits for the result; `tmrl_*` is
+TMRL's worker (`actor.act_(obs)`, PyTorch, no_grad, torch's default threads) from `bench.tmrl_reference`,
+when torch is installed. They are measured in alternating rounds so machine load hits all alike.
+Medians and p99 in microseconds.
 
     python -m bench.actor [--rounds 5] [--calls 400]
 """
@@ -26,6 +28,7 @@ from threadpoolctl import threadpool_limits
 
 from actor.policy import Policy, prime_blas
 from actor.rollout import NoiseBlock, Rollout
+from bench import tmrl_reference as tmrl
 from common.config import Config
 from common.specs import ObsSpec, spec_from_config
 from learner.networks import Actor, Arch, dummy_inputs, squashed_sample
@@ -86,7 +89,8 @@ def bench_case(name: str, rounds: int, calls: int) -> dict[str, float]:
 
     jax_call()  # compile
     numpy_call()
-    np_t, jax_t = [], []
+    tmrl_call = tmrl.worker_act(name == "cnn") if tmrl.available() else None
+    np_t, jax_t, tmrl_t = [], [], []
     extra: dict[str, list[float]] = {k: [] for k in variants} if name == "cnn" else {}
     for _ in range(rounds):
         with threadpool_limits(1, user_api="blas"):  # as the actor loop runs it
@@ -94,12 +98,15 @@ def bench_case(name: str, rounds: int, calls: int) -> dict[str, float]:
             for k in extra:
                 extra[k] += timed(lambda p=variants[k]: p.act(obs, noise.next()), calls)
         jax_t += timed(jax_call, calls)
+        if tmrl_call is not None:
+            tmrl_t += timed(tmrl_call, calls)
     us = lambda ts, q: float(np.percentile(ts, q) * 1e6)  # noqa: E731
     return {f"{name}_p50_us": us(np_t, 50), f"{name}_p99_us": us(np_t, 99),
             **{f"{name}_{k}_p50_us": us(ts, 50) for k, ts in extra.items()},
             **{f"{name}_{k}_p99_us": us(ts, 99) for k, ts in extra.items()},
             f"jax_{name}_p50_us": us(jax_t, 50), f"jax_{name}_p99_us": us(jax_t, 99), f"{name}_build_ms": build_ms,
-            f"{name}_loop_step_us": loop_step_us(policy, obs, 4 * calls)}
+            f"{name}_loop_step_us": loop_step_us(policy, obs, 4 * calls),
+            **({f"tmrl_{name}_p50_us": us(tmrl_t, 50), f"tmrl_{name}_p99_us": us(tmrl_t, 99)} if tmrl_t else {})}
 
 
 class StaticEnv:
@@ -150,13 +157,18 @@ def main() -> None:
     jax.config.update("jax_platforms", "cpu")
     prime_blas()  # as the actor loop does
     result: dict[str, object] = {"machine": machine(), "jax_device": str(jax.devices("cpu")[0])}
+    if tmrl.available():
+        result["tmrl_torch_threads"] = tmrl.threads()
+    else:
+        print(tmrl.INSTALL_HINT)
     for name in CASES:
         calls = args.calls if name == "mlp" else max(args.calls // 4, 20)
         r = bench_case(name, args.rounds, calls)
         split = "".join(f", {k} p50 {r[f'{name}_{k}_p50_us']:.1f}" for k in ("serial", "split") if f"{name}_{k}_p50_us" in r)
         print(f"{name}: numpy p50 {r[f'{name}_p50_us']:.1f} us, p99 {r[f'{name}_p99_us']:.1f} us{split} | "
               f"jax jit p50 {r[f'jax_{name}_p50_us']:.1f} us, p99 {r[f'jax_{name}_p99_us']:.1f} us | "
-              f"policy build {r[f'{name}_build_ms']:.2f} ms | whole loop step {r[f'{name}_loop_step_us']:.1f} us", flush=True)
+              f"policy build {r[f'{name}_build_ms']:.2f} ms | whole loop step {r[f'{name}_loop_step_us']:.1f} us"
+              + (f" | TMRL torch p50 {r[f'tmrl_{name}_p50_us']:.1f} us" if tmrl.available() else ""), flush=True)
         result.update(r)
     print(json.dumps({k: round(v, 2) if isinstance(v, float) else v for k, v in result.items()}))
 

@@ -1,7 +1,8 @@
 """Learner benchmark: fused SAC / REDQ updates/s vs the plain way and vs the FLOP ceiling (`just bench learner`).
 
 The FLOP ceiling is the update's FLOPs (XLA cost analysis) against the jitted matmul GFLOP/s measured
-in the same run. "Plain" is TMRL's way: one jitted step per Python call on a batch sampled on the host.
+in the same run. "Plain" is one jitted step per Python call on a batch sampled on the host. "tmrl_*" is
+TMRL itself re-created in PyTorch (`bench.tmrl_reference`), timed in the same run when torch is installed.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from bench import tmrl_reference as tmrl
 from common.config import load_config
 from common.specs import spec_from_config
 from learner.ingest import Ingest
@@ -125,9 +127,26 @@ def plain(cfg, spec, arch, repeats: int) -> float:
     return 1.0 / timed(call, repeats)
 
 
+def tmrl_figures(cnn: bool, batch: int) -> dict[str, float]:
+    """TMRL's own train() calls per second on this machine (PyTorch), the reference of the figures above."""
+    out = {"tmrl_sac_mlp_updates_per_s": 1.0 / timed(tmrl.train_call(False, batch), 30),
+           "tmrl_sac_mlp_with_sampling_updates_per_s": 1.0 / timed(tmrl.train_call(False, batch, with_sampling=True), 30)}
+    redq = tmrl.train_call(False, batch, redq=True)
+    out["tmrl_redq_mlp_critic_updates_per_s"] = 20 / timed(lambda: [redq() for _ in range(20)], 3)
+    if cnn:
+        out["tmrl_sac_cnn_updates_per_s"] = 1.0 / timed(tmrl.train_call(True, batch), 3)
+    print(f"TMRL (PyTorch {tmrl.torch.__version__}, {tmrl.threads()} threads): SAC MLP {out['tmrl_sac_mlp_updates_per_s']:.1f} "
+          f"updates/s, {out['tmrl_sac_mlp_with_sampling_updates_per_s']:.1f} with its replay sampling; REDQ "
+          f"{out['tmrl_redq_mlp_critic_updates_per_s']:.1f} critic updates/s"
+          + (f"; SAC CNN {out['tmrl_sac_cnn_updates_per_s']:.2f} updates/s" if cnn else ""))
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--skip-cnn", action="store_true", help="skip the image CNN (slow to compile on CPU)")
+    parser.add_argument("--skip-tmrl", action="store_true", help="skip TMRL's PyTorch reference")
+    parser.add_argument("--torch-threads", type=int, default=0, help="torch threads for TMRL's reference (0: torch's default)")
     args = parser.parse_args()
     device = jax.devices()[0]
     gpu = device.platform == "gpu"
@@ -159,6 +178,13 @@ def main() -> None:
         out.update(sac_cnn_updates_per_s=ups, sac_cnn_flop_bound_updates_per_s=gflops * 1e9 / f, sac_cnn_gflop_per_update=f / 1e9)
         print(f"SAC image CNN: {ups:.2f} updates/s (ceiling {gflops * 1e9 / f:.2f}; {f / 1e9:.1f} GFLOP/update; "
               f"{time.perf_counter() - t:.0f} s with compile)")
+    if not args.skip_tmrl and not tmrl.available():
+        print(tmrl.INSTALL_HINT)
+    elif not args.skip_tmrl:
+        if args.torch_threads:
+            tmrl.torch.set_num_threads(args.torch_threads)
+        out["tmrl_torch_threads"] = tmrl.threads()
+        out.update(tmrl_figures(not args.skip_cnn, 256))
     print(json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in out.items()}))
 
 
