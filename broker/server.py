@@ -23,6 +23,7 @@ import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from broker.status import Status
+from common import frames as wire
 from common import security
 from common.codec import Decoded, ProtocolError
 from common.config import Config
@@ -101,6 +102,7 @@ class Broker:
         self.counts = dict.fromkeys(("samples_in", "bytes_in", "samples_out", "bytes_out", "chunks_in", "chunks_out",
                                      "dropped", "duplicates", "rejected", "refused"), 0)
         self._stop = threading.Event()
+        self._serving = False
         self._warned: dict[str, float] = {}
         if not cfg.TLS and host not in LOOPBACK:
             log.warning("TLS is false: samples, weights and handshakes travel in clear on %s:%d "
@@ -111,6 +113,9 @@ class Broker:
         self._stop.set()
 
     def close(self) -> None:
+        """Free the sockets; only once `serve_forever` returned (a ZeroMQ socket is used by one thread at a time)."""
+        if self._serving:
+            raise RuntimeError("Broker.close() while serve_forever() runs: stop() it and wait for it to return first")
         if self._zap is not None:
             self._zap.close()
         if self._monitor is not None:
@@ -135,22 +140,26 @@ class Broker:
             poller.register(self._monitor, zmq.POLLIN)
         status = Status(self.stats, self._clock)
         next_chores = next_status = self._clock()
-        while not (self._stop.is_set() or (stop_event is not None and stop_event.is_set())):
-            events = dict(poller.poll(min(100.0, self._hb * 250)))
-            if self._zap is not None and self._zap.socket in events:
-                self._authenticate()
-            if self._monitor is not None and self._monitor in events:
-                self._handshake_failed()
-            if self.sock in events:
-                self._receive()
-            self._flush()
-            now = self._clock()
-            if now >= next_chores:
-                self._chores()
-                next_chores = now + self._hb / 4
-            if on_status is not None and now >= next_status:
-                on_status(status.line())
-                next_status = now + status_every
+        self._serving = True
+        try:
+            while not (self._stop.is_set() or (stop_event is not None and stop_event.is_set())):
+                events = dict(poller.poll(min(100.0, self._hb * 250)))
+                if self._zap is not None and self._zap.socket in events:
+                    self._authenticate()
+                if self._monitor is not None and self._monitor in events:
+                    self._handshake_failed()
+                if self.sock in events:
+                    self._receive()
+                self._flush()
+                now = self._clock()
+                if now >= next_chores:
+                    self._chores()
+                    next_chores = now + self._hb / 4
+                if on_status is not None and now >= next_status:
+                    on_status(status.line())
+                    next_status = now + status_every
+        finally:
+            self._serving = False
 
     # ---- receiving
     def _authenticate(self) -> None:
@@ -169,7 +178,7 @@ class Broker:
     def _receive(self) -> None:
         for _ in range(1000):
             try:
-                ident, *frames = self.sock.recv_multipart(zmq.NOBLOCK, copy=False)
+                ident, *frames = wire.recv(self.sock)
             except zmq.Again:
                 return
             self._handle(ident.bytes, frames)
@@ -266,7 +275,7 @@ class Broker:
             self.counts["duplicates"] += 1
             return
         try:
-            rows = check_chunk(self._fields, msg.arrays)
+            rows = check_chunk(self._fields, msg.layout)
         except ProtocolError as e:
             self.counts["rejected"] += 1
             self._warn("chunk", f"rejected a chunk of actor {peer.session}: {e.reason}")
@@ -287,7 +296,7 @@ class Broker:
             self.counts["dropped"] += dropped
 
     def _store_weights(self, ident: bytes, peer: Peer, msg: Decoded) -> None:
-        bad = [k for k, a in msg.arrays.items() if a.dtype != np.float32]
+        bad = [k for k, (dtype, _) in msg.layout.items() if dtype != np.float32]
         if bad:
             return self._reject(ident, peer, f"weights must be float32 arrays; {bad} are not")
         self._weights = (msg.header["version"], msg.frames)
@@ -299,7 +308,7 @@ class Broker:
     def _send(self, ident: bytes, frames: Frames) -> bool:
         """Non-blocking; False when the peer's queue is full; a vanished peer is forgotten."""
         try:
-            self.sock.send_multipart([ident, *frames], zmq.NOBLOCK, copy=False)
+            wire.send(self.sock, [ident, *frames])
         except zmq.Again:
             return False
         except zmq.ZMQError as e:

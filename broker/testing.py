@@ -38,7 +38,7 @@ def running_broker(cfg: Config, **kwargs: Any) -> Iterator[tuple[Broker, Config]
     finally:
         broker.stop()
         thread.join(timeout=5)
-        broker.close()
+        broker.close()  # raises if the thread still serves: its sockets are never closed from under it
 
 
 def numbered_chunk(spec: ObsSpec, step0: int, rows: int) -> dict[str, np.ndarray]:

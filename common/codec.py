@@ -1,23 +1,27 @@
-"""Frames on the wire: `[magic + version + type + msgpack header][one raw frame per array]...`.
+"""Frames on the wire: `[magic + version + type + msgpack header]` then, when arrays travel, one body frame.
 
-Arrays travel as (name, dtype, shape) in the header plus their raw little-endian bytes, so a
-receiver rebuilds them with `np.frombuffer` (zero copy) and nothing received can run code: no
-pickle, no eval, no msgpack extension types, a bounded header and an allow-list of dtypes.
+The header declares each array as (name, dtype, shape); the body holds their raw little-endian
+bytes back to back, each starting at a multiple of ALIGN bytes (zero padding). One body frame, not
+one frame per array: every frame costs a ZeroMQ message part on each hop, which dominated the
+broker's per-chunk time. Receivers rebuild arrays with `np.frombuffer` (zero copy) and nothing
+received can run code: no pickle, no eval, no msgpack extension types, a bounded header and an
+allow-list of dtypes.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import msgpack
 import numpy as np
 
 MAGIC = b"TMX"
-VERSION = 1
+VERSION = 2  # 2: all arrays in one body frame (1: one frame per array)
 PREFIX = len(MAGIC) + 2
+ALIGN = 8
 MAX_HEADER_BYTES = 1 << 16
 MAX_ARRAYS = 64
 MAX_NDIM = 8
@@ -25,6 +29,7 @@ DTYPES = frozenset({"bool", "uint8", "int8", "uint16", "int16", "uint32", "int32
                     "float16", "float32", "float64"})
 _WIRE = {name: np.dtype(name).newbyteorder("<") for name in DTYPES}  # name -> little-endian dtype
 _NAME = {dt: name for name, dt in _WIRE.items()} | {np.dtype(name): name for name in DTYPES}  # dtype.name is slow
+Layout = dict[str, tuple[np.dtype, tuple[int, ...]]]
 
 
 class ProtocolError(ValueError):
@@ -36,34 +41,50 @@ class ProtocolError(ValueError):
         self.fatal = fatal
 
 
-@dataclass
-class Decoded:
-    """A received message: its type byte, header map, arrays (read-only views) and the raw frames."""
+def _aligned(n: int) -> int:
+    return -(-n // ALIGN) * ALIGN
 
-    type: int
-    header: dict[str, Any]
-    arrays: dict[str, np.ndarray]
-    frames: list[Any] = field(repr=False)
-    nbytes: int
+
+class Decoded:
+    """A received message: type byte, header map, `layout` (name -> (dtype, shape)) checked against the body,
+    `arrays` (read-only views, built on first use: the broker forwards chunks without them) and the raw frames."""
+
+    def __init__(self, mtype: int, header: dict[str, Any], layout: Layout, offsets: list[int], frames: list[Any],
+                 nbytes: int):
+        self.type, self.header, self.layout, self.frames, self.nbytes = mtype, header, layout, frames, nbytes
+        self._offsets = offsets
+
+    @cached_property
+    def arrays(self) -> dict[str, np.ndarray]:
+        if not self.layout:
+            return {}
+        body = memoryview(self.frames[1]).cast("B")
+        return {name: np.frombuffer(body, dtype, math.prod(shape), off).reshape(shape)
+                for (name, (dtype, shape)), off in zip(self.layout.items(), self._offsets)}
 
 
 def encode(mtype: int, header: Mapping[str, Any], arrays: Mapping[str, np.ndarray] | None = None) -> list[Any]:
-    """Frames for `zmq.Socket.send_multipart(frames, copy=False)`; array frames are views, not copies."""
-    decl, bufs = [], []
+    """Frames for `zmq.Socket.send_multipart(frames, copy=False)`; the body is a fresh copy of the arrays."""
+    decl, parts, size = [], [], 0
     for name, value in (arrays or {}).items():
         a = np.asarray(value)
-        if not a.flags.c_contiguous:
-            a = np.array(a, order="C")
         dtype_name = _NAME.get(a.dtype)
         if dtype_name is None:
             if a.dtype.byteorder != ">" or a.dtype.newbyteorder("<") not in _NAME:
                 raise ProtocolError(f"array {name!r} has dtype {a.dtype}, the wire carries only {sorted(DTYPES)}")
-            a = a.astype(a.dtype.newbyteorder("<"))
-            dtype_name = _NAME[a.dtype]
+            dtype_name = _NAME[a.dtype.newbyteorder("<")]
+        start = _aligned(size)
         decl.append([name, dtype_name, list(a.shape)])
-        bufs.append(a.reshape(-1).view(np.uint8).data if a.size else b"")
-    head = {**header, "arrays": decl}
-    return [MAGIC + bytes((VERSION, mtype)) + msgpack.packb(head, use_bin_type=True), *bufs]
+        parts.append((size, start, a, _WIRE[dtype_name]))
+        size = start + a.nbytes
+    head = MAGIC + bytes((VERSION, mtype)) + msgpack.packb({**header, "arrays": decl}, use_bin_type=True)
+    if not decl:
+        return [head]
+    body = np.empty(size, np.uint8)
+    for end, start, a, dtype in parts:
+        body[end:start] = 0  # padding: never leak process memory onto the wire
+        body[start:start + a.nbytes].view(dtype).reshape(a.shape)[...] = a  # C order, little-endian
+    return [head, body]
 
 
 def _no_ext(code: int, data: bytes) -> None:
@@ -91,41 +112,49 @@ def _shape(name: str, shape: Any) -> tuple[int, ...]:
     return tuple(shape)
 
 
-def _arrays(decl: Any, bufs: Sequence[memoryview]) -> dict[str, np.ndarray]:
-    if not isinstance(decl, list) or len(decl) != len(bufs) or len(decl) > MAX_ARRAYS:
-        raise ProtocolError(f"header declares {len(decl) if isinstance(decl, list) else decl!r} arrays "
-                            f"but {len(bufs)} array frames arrived")
-    out: dict[str, np.ndarray] = {}
-    for entry, buf in zip(decl, bufs):
+def _layout(decl: Any, body: int | None) -> tuple[Layout, list[int]]:
+    """Check the declarations against the body's size (None: no body frame); name -> (dtype, shape), offsets."""
+    if not isinstance(decl, list) or len(decl) > MAX_ARRAYS:
+        raise ProtocolError(f"header declares arrays as {decl!r:.80}: expected a list of at most {MAX_ARRAYS}")
+    if bool(decl) != (body is not None):
+        raise ProtocolError(f"header declares {len(decl)} arrays but {'a' if body is not None else 'no'} body frame arrived")
+    layout: Layout = {}
+    offsets, size = [], 0
+    for entry in decl:
         if not (isinstance(entry, list) and len(entry) == 3 and isinstance(entry[0], str) and isinstance(entry[1], str)):
-            raise ProtocolError(f"array declaration {entry!r} is not [name, dtype, shape]")
+            raise ProtocolError(f"array declaration {entry!r:.80} is not [name, dtype, shape]")
         name, dtype_name, raw_shape = entry
-        if name in out:
+        if name in layout:
             raise ProtocolError(f"array {name!r} is declared twice")
         dtype = _WIRE.get(dtype_name)
         if dtype is None:
             raise ProtocolError(f"array {name!r} has dtype {dtype_name!r}, expected one of {sorted(DTYPES)}")
         shape = _shape(name, raw_shape)
-        if math.prod(shape) * dtype.itemsize != buf.nbytes:
-            raise ProtocolError(f"array {name!r} declares {dtype_name}{list(shape)} but its frame has {buf.nbytes} bytes")
-        out[name] = np.frombuffer(buf, dtype=dtype).reshape(shape)
-    return out
+        layout[name] = (dtype, shape)
+        offsets.append(_aligned(size))
+        size = offsets[-1] + math.prod(shape) * dtype.itemsize
+    if body is not None and size != body:
+        raise ProtocolError(f"arrays {[[n, str(d), list(s)] for n, (d, s) in layout.items()]!s:.200} need a body of "
+                            f"{size} bytes but it has {body} bytes")
+    return layout, offsets
 
 
 def decode(frames: Sequence[Any], max_bytes: int) -> Decoded:
     """Parse and bound-check one message; raises ProtocolError naming what is wrong."""
-    bufs = [memoryview(f).cast("B") for f in frames]
-    if not bufs:
+    if not frames:
         raise ProtocolError("empty message")
-    total = sum(b.nbytes for b in bufs)
+    sizes = [memoryview(f).nbytes for f in frames]
+    total = sum(sizes)
     if total > max_bytes:
         raise ProtocolError(f"message of {total} bytes exceeds the limit BUFFER_SIZE={max_bytes}")
-    head = bufs[0]
+    if len(frames) > 2:
+        raise ProtocolError(f"message of {len(frames)} frames: expected a header and at most one body frame")
+    head = memoryview(frames[0]).cast("B")
     if head.nbytes < PREFIX or bytes(head[:len(MAGIC)]) != MAGIC:
         raise ProtocolError("not a tmrlx message (bad magic bytes)")
     version, mtype = head[len(MAGIC)], head[len(MAGIC) + 1]
     if version != VERSION:
         raise ProtocolError(f"protocol version {version}, this side speaks version {VERSION}: update tmrlx", fatal=True)
     header = _unpack_header(head[PREFIX:])
-    arrays = _arrays(header.pop("arrays", []), bufs[1:])
-    return Decoded(mtype, header, arrays, list(frames), total)
+    layout, offsets = _layout(header.pop("arrays", []), sizes[1] if len(sizes) == 2 else None)
+    return Decoded(mtype, header, layout, offsets, list(frames), total)

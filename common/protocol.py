@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from common.codec import Decoded, ProtocolError, decode, encode
+from common.codec import Decoded, Layout, ProtocolError, decode, encode
 from common.specs import ObsSpec
 
 
@@ -67,8 +67,8 @@ def parse(frames: Sequence[Any], max_bytes: int) -> tuple[MsgType, Decoded]:
         value = msg.header.get(key)
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
             raise ProtocolError(f"{mtype.name} header key {key!r} is {value!r}, expected a {kind.__name__}")
-    if msg.arrays and mtype not in (MsgType.SAMPLES, MsgType.WEIGHTS):
-        raise ProtocolError(f"{mtype.name} carries no arrays, got {len(msg.arrays)}")
+    if msg.layout and mtype not in (MsgType.SAMPLES, MsgType.WEIGHTS):
+        raise ProtocolError(f"{mtype.name} carries no arrays, got {len(msg.layout)}")
     return mtype, msg
 
 
@@ -82,16 +82,19 @@ def chunk_fields(spec: ObsSpec) -> dict[str, tuple[np.dtype, tuple[int, ...]]]:
     return fields
 
 
-def check_chunk(fields: Mapping[str, tuple[np.dtype, tuple[int, ...]]], arrays: Mapping[str, np.ndarray]) -> int:
-    """The chunk's row count T; raises ProtocolError when a field is missing, extra or mis-shaped."""
-    missing, extra = sorted(set(fields) - set(arrays)), sorted(set(arrays) - set(fields))
+def check_chunk(fields: Mapping[str, tuple[np.dtype, tuple[int, ...]]], layout: Layout) -> int:
+    """The chunk's row count T; raises ProtocolError when a field is missing, extra or mis-shaped.
+
+    `layout` is a decoded message's name -> (dtype, shape): the broker checks chunks without building arrays.
+    """
+    missing, extra = sorted(set(fields) - set(layout)), sorted(set(layout) - set(fields))
     if missing or extra:
         raise ProtocolError(f"chunk fields differ from the observation spec: missing {missing}, unexpected {extra}")
-    rows = {name: a.shape[0] if a.ndim else -1 for name, a in arrays.items()}
+    rows = {name: shape[0] if shape else -1 for name, (_, shape) in layout.items()}
     for name, (dtype, shape) in fields.items():
-        a = arrays[name]
-        if a.dtype != dtype or a.shape[1:] != shape or a.ndim != len(shape) + 1:
-            raise ProtocolError(f"chunk field {name!r} is {a.dtype}{list(a.shape)}, expected {dtype}[T, *{list(shape)}]")
+        got_dtype, got_shape = layout[name]
+        if got_dtype != dtype or got_shape[1:] != shape or len(got_shape) != len(shape) + 1:
+            raise ProtocolError(f"chunk field {name!r} is {got_dtype}{list(got_shape)}, expected {dtype}[T, *{list(shape)}]")
     counts = set(rows.values())
     if len(counts) != 1:
         raise ProtocolError(f"chunk fields have different row counts: {rows}")

@@ -22,6 +22,7 @@ import numpy as np
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
+from common import frames as wire
 from common import security
 from common.codec import ProtocolError
 from common.config import Config
@@ -82,14 +83,18 @@ class _Link:
         return True
 
     def close(self) -> None:
-        """Say BYE, stop the thread and free the socket."""
+        """Say BYE and stop the link thread, which closes its socket and context itself.
+
+        Only the link thread ever touches its ZeroMQ objects: closing a socket from another thread while
+        it polls is what aborts libzmq (e.g. `fq.cpp` assertions), so a thread that does not stop in time
+        is left to finish on its own rather than pulled from under.
+        """
         self._stop.set()
         self._wake()
         self._thread.join(timeout=5.0)
         if self._thread.is_alive():
-            self._ctx.destroy(linger=0)
-        else:
-            self._ctx.term()
+            log.warning("tmrlx %s: the transport thread did not stop within 5 s; it will close its socket itself", self.role)
+            return
         self._wake_r.close()
         self._wake_w.close()
 
@@ -109,6 +114,8 @@ class _Link:
         except Exception as e:  # the thread must never die silently
             self._fail(f"transport thread crashed: {type(e).__name__}: {e}")
             log.exception("tmrlx %s transport thread crashed", self.role)
+        finally:
+            self._ctx.term()  # every socket of this context was closed by _connection, in this thread
 
     def _fail(self, reason: str) -> None:
         self.error = reason
@@ -117,8 +124,8 @@ class _Link:
 
     def _open(self) -> tuple[zmq.Socket, zmq.Socket | None]:
         sock = self._ctx.socket(zmq.DEALER)
-        sock.linger = 0
-        sock.immediate = 1  # nothing queues on a dead connection: unsent chunks stay ours
+        sock.linger = 0  # no IMMEDIATE: with it libzmq can abort (session_base.cpp) when a reconnect races a pipe
+        # activation; chunks need no such guard: they go out only on credit and stay ours until acked
         sock.maxmsgsize = self.cfg.BUFFER_SIZE
         monitor = None
         if self._curve is not None:
@@ -194,7 +201,7 @@ class _Link:
 
     def _send(self, sock: zmq.Socket, live: Liveness, frames: Frames) -> bool:
         try:
-            sock.send_multipart(frames, zmq.NOBLOCK, copy=False)
+            wire.send(sock, frames)
         except zmq.Again:
             return False
         live.sent()
@@ -203,7 +210,7 @@ class _Link:
     def _receive(self, sock: zmq.Socket, live: Liveness) -> str | None:
         for _ in range(256):
             try:
-                frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+                frames = wire.recv(sock)
             except zmq.Again:
                 return None
             live.received()
@@ -299,18 +306,20 @@ class ActorClient(_Link):
             header = {"step0": self._rows, "policy_version": self._version, **(meta or {}),
                       "session": self.session, "seq": seq}
             self._rows += rows
-        frames = make(MsgType.SAMPLES, header, {k: np.array(v) for k, v in arrays.items()})
+        frames = make(MsgType.SAMPLES, header, arrays)  # the body is a copy: the caller may reuse its arrays
         size = sum(memoryview(f).nbytes for f in frames)
         with self._lock:
             if size > self.cfg.BUFFER_SIZE:
                 self._dropped += 1
                 log.error("tmrlx actor: dropped a chunk of %d bytes: over BUFFER_SIZE=%d", size, self.cfg.BUFFER_SIZE)
                 return
+            idle = not self._queue  # the link thread drains a non-empty queue by itself (or on the next CREDIT)
             self._queue.append((seq, frames, rows))
             if len(self._queue) > self._max_queue:
                 self._queue.popleft()
                 self._dropped += 1
-        self._wake()
+        if idle:
+            self._wake()
 
     def send_episode(self, stats: Mapping[str, Any]) -> None:
         """Queue the statistics of a finished episode (a small msgpack-able dict) for the learner."""
@@ -403,6 +412,7 @@ class LearnerClient(_Link):
         self._episodes: deque[dict] = deque(maxlen=10000)
         self._cond = threading.Condition()
         self._window = window
+        self._credit_batch = max(1, window // 4)  # credit goes back in batches; the broker keeps >= 3/4 of the window
         self._owed = 0
         self._weights: tuple[int, Frames] | None = None
         self._weights_sent = -1
@@ -416,8 +426,9 @@ class LearnerClient(_Link):
                 self._cond.wait_for(lambda: bool(self._inbox), timeout)
             n = len(self._inbox) if max_chunks is None else min(max_chunks, len(self._inbox))
             out = [self._inbox.popleft() for _ in range(n)]
+            due = self._owed < self._credit_batch <= self._owed + n
             self._owed += n
-        if n:
+        if due:
             self._wake()
         return out
 
@@ -431,7 +442,7 @@ class LearnerClient(_Link):
     def publish_weights(self, version: int, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> None:
         """Replace the weights to publish (copied); only the newest unsent version ever travels."""
         frames = make(MsgType.WEIGHTS, {"version": int(version), "meta": dict(meta)},
-                      {k: np.array(v, dtype=np.float32) for k, v in arrays.items()})
+                      {k: np.asarray(v, dtype=np.float32) for k, v in arrays.items()})  # encode copies
         with self._lock:
             self._weights = (int(version), frames)
         self._wake()
@@ -451,17 +462,19 @@ class LearnerClient(_Link):
     def _on_message(self, mtype: MsgType, header: dict, arrays: dict) -> None:
         if mtype is MsgType.SAMPLES:
             with self._cond:
+                if not self._inbox:  # only an empty inbox has waiters: waking them per chunk cost ~10% of this thread
+                    self._cond.notify_all()
                 self._inbox.append((header, arrays))
                 self._received += 1
                 self._rows += len(arrays["reward"]) if "reward" in arrays else 0
-                self._cond.notify_all()
         elif mtype is MsgType.EPISODE:
             with self._cond:
                 self._episodes.append({**header["stats"], "session": header.get("session")})
 
     def _pump(self, sock: zmq.Socket, live: Liveness) -> None:
         with self._cond:
-            owed, self._owed = self._owed, 0
+            owed = self._owed if self._owed >= self._credit_batch else 0
+            self._owed -= owed
         if owed and not self._send(sock, live, make(MsgType.CREDIT, {"n": owed})):
             with self._cond:
                 self._owed += owed

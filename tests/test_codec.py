@@ -46,6 +46,14 @@ def test_refuses_to_encode_objects():
         encode(5, {}, {"a": np.array([{}, 1], dtype=object)})
 
 
+def test_arrays_share_one_aligned_body_and_padding_is_zeroed():
+    frames = encode(5, {}, {"a": np.full(3, 255, np.uint8), "b": np.arange(2, dtype=np.float64)})
+    assert len(frames) == 2 and bytes(frames[1][3:8]) == b"\0" * 5  # b starts at byte 8
+    out = decode(frames_bytes(frames), LIMIT).arrays
+    np.testing.assert_array_equal(out["b"], [0.0, 1.0])
+    assert out["b"].ctypes.data % 8 == out["a"].ctypes.data % 8
+
+
 def test_zero_copy_views_are_read_only():
     frames = encode(5, {}, {"a": np.ones(100_000, np.float32)})
     out = decode(frames_bytes(frames), LIMIT + 10**6).arrays["a"]
@@ -60,11 +68,15 @@ def test_zero_copy_views_are_read_only():
     ([MAGIC + bytes((VERSION, 5)) + msgpack.packb([1, 2])], "expected a map"),
     ([MAGIC + bytes((VERSION, 5)) + msgpack.packb({"a": msgpack.ExtType(1, b"x")})], "extension type"),
     ([MAGIC + bytes((VERSION, 5)) + msgpack.packb({"arrays": [["a", "object", [1]]]}), b"\0" * 8], "dtype 'object'"),
-    ([MAGIC + bytes((VERSION, 5)) + msgpack.packb({"arrays": [["a", "float32", [3]]]}), b"\0" * 8], "has 8 bytes"),
+    ([MAGIC + bytes((VERSION, 5)) + msgpack.packb({"arrays": [["a", "float32", [3]]]}), b"\0" * 8], "it has 8 bytes"),
+    ([MAGIC + bytes((VERSION, 5)) + msgpack.packb({"arrays": [["a", "uint8", [3]], ["b", "uint8", [1]]]}), b"\0" * 4],
+     "need a body of 9 bytes"),  # the second array starts at the next multiple of 8
     ([MAGIC + bytes((VERSION, 5)) + msgpack.packb({"arrays": [["a", "uint8", [-1]]]}), b""], "shape"),
-    ([MAGIC + bytes((VERSION, 5)) + msgpack.packb({"arrays": []}), b"extra"], "arrays but 1 array frames"),
-    ([MAGIC + bytes((VERSION, 5)) + msgpack.packb({"arrays": [["a", "uint8", [1]], ["a", "uint8", [1]]]}), b"x", b"y"],
+    ([MAGIC + bytes((VERSION, 5)) + msgpack.packb({"arrays": []}), b"extra"], "0 arrays but a body frame"),
+    ([MAGIC + bytes((VERSION, 5)) + msgpack.packb({"arrays": [["a", "uint8", [1]]]})], "1 arrays but no body frame"),
+    ([MAGIC + bytes((VERSION, 5)) + msgpack.packb({"arrays": [["a", "uint8", [1]], ["a", "uint8", [1]]]}), b"x" * 9],
      "declared twice"),
+    ([MAGIC + bytes((VERSION, 5)) + msgpack.packb({}), b"x", b"y"], "3 frames"),
     ([MAGIC + bytes((VERSION, 5)) + msgpack.packb({}), b"\0" * (LIMIT + 1)], "exceeds the limit BUFFER_SIZE"),
 ])
 def test_malformed_messages_are_refused_with_a_reason(frames, reason):

@@ -21,7 +21,7 @@ def test_round_trip_of_a_typed_message(spec):
     mtype, msg = parse(make(MsgType.SAMPLES, {"session": "a", "seq": 0, "step0": 0, "policy_version": 2},
                             numbered_chunk(spec, 10, 4)), LIMIT)
     assert mtype is MsgType.SAMPLES
-    assert check_chunk(chunk_fields(spec), msg.arrays) == 4
+    assert check_chunk(chunk_fields(spec), msg.layout) == 4
     np.testing.assert_array_equal(msg.arrays["reward"], [10, 11, 12, 13])
 
 
@@ -52,10 +52,14 @@ def test_chunk_fields_follow_the_spec(spec):
     assert fields["first"] == (np.dtype("bool"), ())
 
 
+def _layout(chunk):
+    return parse(make(MsgType.SAMPLES, {"session": "a", "seq": 0, "step0": 0, "policy_version": 0}, chunk), LIMIT)[1].layout
+
+
 def _bad(spec, change):
     chunk = numbered_chunk(spec, 0, 5)
     change(chunk)
-    return chunk
+    return _layout(chunk)
 
 
 @pytest.mark.parametrize("change, reason", [
@@ -73,4 +77,4 @@ def test_bad_chunks_are_refused(spec, change, reason):
 
 def test_empty_chunk_is_refused(spec):
     with pytest.raises(ProtocolError, match="no rows"):
-        check_chunk(chunk_fields(spec), numbered_chunk(spec, 0, 0))
+        check_chunk(chunk_fields(spec), _layout(numbered_chunk(spec, 0, 0)))
