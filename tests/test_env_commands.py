@@ -28,3 +28,31 @@ def test_benchmark_prints_rtgym_statistics(tmp_path, capsys, monkeypatch):
     stats = json.loads(capsys.readouterr().out)
     assert {"time_step_duration", "step_duration", "get_obs_duration", "inference_duration"} <= set(stats)
     assert 0 < stats["step_duration"]["mean_s"] < 0.05  # lockstep: far faster than the 50 ms real time step
+
+
+def test_check_environment_drives_with_the_current_policy(tmp_path, capsys, monkeypatch):
+    import jax
+    import numpy as np
+
+    from actor.policy import save_weights
+    from common.config import load_config
+    from common.specs import spec_from_config
+    from learner.networks import Actor, Arch, dummy_inputs
+    from learner.publish import actor_weights, weights_meta
+
+    monkeypatch.setenv("TMRLX_DATA", str(tmp_path))
+    cfg = load_config(overrides={"RUN_NAME": "drv", "ENV": {"RTGYM_INTERFACE": "SIMLIDAR"}})
+    spec = spec_from_config(cfg)
+    arch = Arch.for_spec(spec)
+    weights = actor_weights(Actor(spec, arch).init(jax.random.PRNGKey(0), dummy_inputs(spec)))
+    weights["mu/kernel"] = np.zeros_like(weights["mu/kernel"])
+    weights["mu/bias"] = np.array([3.0, -3.0, 0.0], np.float32)  # full gas, no brake, straight
+    (tmp_path / "weights").mkdir()
+    save_weights(tmp_path / "weights" / "drv.npz", 7, weights, weights_meta(spec, arch))
+    assert main(["check-environment", "--run-name", "drv", "--env.rtgym-interface", "SIMLIDAR", "--driver", "policy",
+                 "--steps", "30", "--every", "10", "--output", str(tmp_path / "p.png")]) == 0
+    printed = capsys.readouterr().out
+    assert "version 7" in printed
+    speeds = [line for line in printed.splitlines() if line.startswith("step")]
+    assert len(speeds) == 30 and sum(float(line.split()[3]) for line in speeds) > 0.3  # the policy drives forward
+    assert main(["check-environment", "--run-name", "none", "--env.rtgym-interface", "SIMLIDAR", "--driver", "policy"]) == 2

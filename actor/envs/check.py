@@ -1,7 +1,8 @@
 """`tmrlx check-environment` and `tmrlx benchmark`: drive the configured environment and look at it.
 
 check-environment steps the env with a driver (`scripted`: the simulator's scripted driver;
-`keyboard`: the arrow keys, TMRL style; `zero`/`random`), prints each step's reward and writes a PNG
+`keyboard`: the arrow keys, TMRL style; `policy`: the current policy's deterministic action, from the data
+folder's newest weights or `--weights`; `zero`/`random`), prints each step's reward and writes a PNG
 strip of what the model sees: the lidar beams drawn on the screenshot, or the image history.
 benchmark runs the same loop with rtgym's `benchmark` on and prints its time-step statistics.
 """
@@ -21,7 +22,7 @@ from actor.envs.interface import TrackInterface
 from common import paths
 from common.config import SIM_INTERFACES, Config, ConfigError
 
-DRIVERS = ("scripted", "keyboard", "zero", "random")
+DRIVERS = ("scripted", "keyboard", "policy", "zero", "random")
 
 
 def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
@@ -29,31 +30,57 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
                         help="who drives (default: scripted on a SIM interface, keyboard otherwise)")
     parser.add_argument("--steps", type=int, default=200 if command == "check-environment" else 1000,
                         help="time steps to run")
+    parser.add_argument("--weights", type=Path, default=None, metavar="PATH",
+                        help="with --driver policy: weights file or folder (default: newest RUN_NAME*.npz in weights/)")
     if command == "check-environment":
         parser.add_argument("--output", type=Path, default=None,
                             help="PNG strip to write (default: the data folder's logs/check-environment.png)")
         parser.add_argument("--every", type=int, default=10, help="put every N-th step in the strip")
 
 
-def make_driver(name: str, env, cfg: Config) -> Callable[[], np.ndarray]:
+Driver = Callable[[tuple], np.ndarray]  # observation -> action in [-1, 1]
+
+
+def policy_driver(cfg: Config, weights: Path | None) -> Driver:
+    """The deterministic policy (NumPy) from a weights file, as `tmrlx test` runs it."""
+    from actor.main import find_weights
+    from actor.policy import Policy, WeightsError, load_weights
+    from common.specs import spec_from_config
+
+    path = find_weights(cfg, weights)
+    if path is None:
+        raise ConfigError(f"--driver policy needs weights: pass --weights PATH or train {cfg.RUN_NAME!r} first "
+                          f"(looked for {cfg.RUN_NAME}*.npz in {paths.weights_dir()})")
+    try:
+        version, arrays, meta = load_weights(path)
+        policy = Policy(arrays, meta, spec_from_config(cfg), version)
+    except WeightsError as e:
+        raise ConfigError(str(e)) from None
+    print(f"driving with the policy from {path} (version {version})")
+    return policy.act
+
+
+def make_driver(name: str, env, cfg: Config, weights: Path | None = None) -> Driver:
     dim = env.action_space.shape[0]
     if name == "zero":
-        return lambda: np.zeros(dim, np.float32)
+        return lambda obs: np.zeros(dim, np.float32)
     if name == "random":
         rng = np.random.default_rng(0)
-        return lambda: rng.uniform(-1, 1, dim).astype(np.float32)
+        return lambda obs: rng.uniform(-1, 1, dim).astype(np.float32)
+    if name == "policy":
+        return policy_driver(cfg, weights)
     if name == "scripted":
         if cfg.ENV.RTGYM_INTERFACE not in SIM_INTERFACES or not hasattr(env, "interface"):
             raise ConfigError("--driver scripted needs a lockstep SIM* interface (the driver reads the simulated car)")
         from actor.envs.sim.driver import scripted_action
 
         world = env.interface.backends.controller.world
-        return lambda: np.array(scripted_action(world), np.float32)
+        return lambda obs: np.array(scripted_action(world), np.float32)
     try:
         import keyboard
     except ImportError:
         raise ConfigError("--driver keyboard needs the 'keyboard' package (pip install 'tmrlx[tm]')") from None
-    return lambda: np.array([keyboard.is_pressed("up"), keyboard.is_pressed("down"),
+    return lambda obs: np.array([keyboard.is_pressed("up"), keyboard.is_pressed("down"),
                              float(keyboard.is_pressed("right")) - float(keyboard.is_pressed("left"))], np.float32)
 
 
@@ -73,12 +100,12 @@ def view(env, obs: tuple) -> np.ndarray | None:
     return np.concatenate([cv2.cvtColor(t, cv2.COLOR_GRAY2BGR) if t.ndim == 2 else t for t in hist], axis=1)
 
 
-def drive(env, driver: Callable[[], np.ndarray], steps: int, on_step: Callable | None = None) -> list[float]:
+def drive(env, driver: Driver, steps: int, on_step: Callable | None = None) -> list[float]:
     """Run `steps` time steps (resetting at episode ends); returns the episode returns."""
     obs, _ = env.reset()
     returns, total = [], 0.0
     for t in range(steps):
-        obs, r, term, trunc, info = env.step(driver())
+        obs, r, term, trunc, info = env.step(driver(obs))
         total += r
         if on_step is not None:
             on_step(t, obs, r, term, trunc, info)
@@ -92,7 +119,7 @@ def drive(env, driver: Callable[[], np.ndarray], steps: int, on_step: Callable |
 def check_environment(cfg: Config, args: argparse.Namespace) -> int:
     env = make_env(cfg)
     driver = make_driver(args.driver or ("scripted" if cfg.ENV.RTGYM_INTERFACE in SIM_INTERFACES else "keyboard"),
-                         env, cfg)
+                         env, cfg, getattr(args, "weights", None))
     frames: list[np.ndarray] = []
 
     def show(t, obs, r, term, trunc, info):
@@ -119,7 +146,8 @@ def check_environment(cfg: Config, args: argparse.Namespace) -> int:
 def benchmark(cfg: Config, args: argparse.Namespace) -> int:
     cfg = cfg.replace({"ENV": {"RTGYM_CONFIG": {"benchmark": True}}})
     env = make_env(cfg)
-    driver = make_driver(args.driver or ("scripted" if cfg.ENV.RTGYM_INTERFACE in SIM_INTERFACES else "zero"), env, cfg)
+    driver = make_driver(args.driver or ("scripted" if cfg.ENV.RTGYM_INTERFACE in SIM_INTERFACES else "zero"), env, cfg,
+                         getattr(args, "weights", None))
     drive(env, driver, args.steps)
     stats = {k: {"mean_s": v[0], "avg_dev_s": v[1]} for k, v in env.benchmarks().items()}
     print(json.dumps(stats, indent=2))
