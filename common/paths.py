@@ -39,7 +39,9 @@ def logs_dir() -> Path:
 
 def resource_configs() -> dict[str, dict]:
     """Example configs shipped with tmrlx: TMRL's defaults plus the files in common/resources/."""
-    out = {"config_tmrl_default.json": defaults()}
+    lidar = defaults()
+    lidar["RUN_NAME"], lidar["ENV"]["RTGYM_INTERFACE"] = "SAC_lidar", "TM20LIDAR"
+    out = {"config_tmrl_default.json": defaults(), "config_tm20lidar.json": lidar}
     for f in sorted(RESOURCES.glob("*.json")):
         out[f.name] = json.loads(f.read_text())
     return out
