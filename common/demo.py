@@ -112,7 +112,8 @@ class Progress:
     def __init__(self, run_dir: Path):
         self.rounds_path = run_dir / "metrics.jsonl"
         self.episodes_path = run_dir / "episodes.jsonl"
-        self.offsets = [0, 0]
+        # Only this run's episodes count towards "solved" (a resumed run appends to the same log).
+        self.offsets = [0, self.episodes_path.stat().st_size if self.episodes_path.exists() else 0]
         self.rounds: list[dict] = []
         self.episodes: list[dict] = []
 
