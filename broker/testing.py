@@ -20,6 +20,17 @@ from common.protocol import chunk_fields
 from common.specs import ObsSpec, spec_from_config
 
 
+def wait_for(predicate: Any, timeout: float = 10.0, interval: float = 0.02) -> Any:
+    """Poll `predicate` until it returns something truthy (returned) or `timeout` passes (False)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = predicate()
+        if got:
+            return got
+        time.sleep(interval)
+    return False
+
+
 def free_port() -> int:
     """A TCP port the OS says is free now (for a broker that must come back on the same port)."""
     with socket.socket() as s:

@@ -10,7 +10,6 @@ the end of its log and the others are stopped.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import secrets
 import signal
@@ -23,6 +22,7 @@ from typing import IO
 
 from common import paths
 from common.config import Config, load_config
+from common.metrics import follow_jsonl, read_jsonl
 
 DEMO_CONFIG = "config_demo.json"
 
@@ -89,23 +89,6 @@ def _stop(children: list[Child], timeout: float = 60.0) -> None:
         c.log.close()
 
 
-def _read_jsonl(path: Path, offset: int) -> tuple[list[dict], int]:
-    """New complete records of a JSONL file since `offset` (a half-written last line waits)."""
-    if not path.exists():
-        return [], offset
-    with open(path, "rb") as f:
-        f.seek(offset)
-        data = f.read()
-    end = data.rfind(b"\n") + 1
-    records = []
-    for line in data[:end].splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return records, offset + end
-
-
 class Progress:
     """Follows the learner's round metrics and episode log; renders one status line."""
 
@@ -118,9 +101,9 @@ class Progress:
         self.episodes: list[dict] = []
 
     def poll(self) -> None:
-        rounds, self.offsets[0] = _read_jsonl(self.rounds_path, self.offsets[0])
+        rounds, self.offsets[0] = follow_jsonl(self.rounds_path, self.offsets[0])
         self.rounds = (self.rounds + rounds)[-2:]
-        eps, self.offsets[1] = _read_jsonl(self.episodes_path, self.offsets[1])
+        eps, self.offsets[1] = follow_jsonl(self.episodes_path, self.offsets[1])
         self.episodes.extend(eps)
 
     def finishes(self, last: int = 5) -> int:
@@ -141,10 +124,9 @@ class Progress:
 
 
 def _plot(run_name: str, run_dir: Path) -> None:
-    from common.metrics import read_jsonl
     from common.plot import DEFAULT_KEYS, plot
 
-    rounds = read_jsonl(run_dir / "metrics.jsonl") if (run_dir / "metrics.jsonl").exists() else []
+    rounds = read_jsonl(run_dir / "metrics.jsonl")
     if not rounds:
         print("no training round finished: no learning curve to draw", file=sys.stderr)
         return

@@ -115,10 +115,21 @@ class Metrics:
 
 def read_jsonl(path: Path) -> list[dict]:
     """The records of a JSONL log; a torn last line (the process was killed mid-write) is skipped."""
-    out = []
-    for line in Path(path).read_text().splitlines():
+    return follow_jsonl(path, 0)[0]
+
+
+def follow_jsonl(path: Path, offset: int) -> tuple[list[dict], int]:
+    """Complete records written since byte `offset`, and the new offset (a half-written last line waits)."""
+    if not Path(path).exists():
+        return [], offset
+    with open(path, "rb") as f:
+        f.seek(offset)
+        data = f.read()
+    end = data.rfind(b"\n") + 1
+    records = []
+    for line in data[:end].splitlines():
         try:
-            out.append(json.loads(line))
+            records.append(json.loads(line))
         except json.JSONDecodeError:
             continue
-    return out
+    return records, offset + end

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import zmq
 
-from broker.testing import counting_actor, numbered_chunk, rows_of, running_broker
+from broker.testing import counting_actor, numbered_chunk, rows_of, running_broker, wait_for
 from common.codec import MAGIC, VERSION
 from common.config import load_config
 from common.protocol import MsgType, make, parse
@@ -24,15 +24,6 @@ def collect(learner, chunks, timeout=20.0):
     while len(out) < chunks and time.monotonic() < deadline:
         out += learner.poll_samples(timeout=0.2)
     return out
-
-
-def wait_for(predicate, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 @pytest.mark.slow

@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from broker.testing import free_port, numbered_chunk, rows_of
+from broker.testing import free_port, numbered_chunk, rows_of, wait_for
 from common.config import load_config
 from common.specs import spec_from_config
 from common.transport import ActorClient, LearnerClient
@@ -55,10 +55,7 @@ def test_everyone_reconnects_after_a_broker_restart_and_queued_samples_arrive(tm
         assert actor.connected and learner.connected
         assert actor.stats()["reconnects"] >= 1 and learner.stats()["reconnects"] >= 1
         learner.publish_weights(2, {"w": np.zeros(2)}, {})  # weights flow again too
-        deadline = time.monotonic() + 10
-        while actor.stats()["policy_version"] != 2 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert actor.stats()["policy_version"] == 2
+        assert wait_for(lambda: actor.stats()["policy_version"] == 2, 10)
     finally:
         actor.close()
         learner.close()

@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from broker.testing import numbered_chunk, running_broker
+from broker.testing import numbered_chunk, running_broker, wait_for
 from common import security
 from common.config import load_config
 from common.specs import spec_from_config
@@ -72,10 +72,7 @@ def exchange_through_tap(cfg):
                 got = learner.poll_samples(timeout=0.2)
             np.testing.assert_array_equal(got[0][1]["obs.lidar"], chunk["obs.lidar"])
             learner.publish_weights(3, {"w": PATTERN}, {})
-            deadline = time.monotonic() + 20
-            while actor.stats()["policy_version"] != 3 and time.monotonic() < deadline:
-                time.sleep(0.05)
-            assert actor.stats()["policy_version"] == 3
+            assert wait_for(lambda: actor.stats()["policy_version"] == 3, 20)
         finally:
             actor.close()
             learner.close()

@@ -10,24 +10,17 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
+from broker.testing import free_port, wait_for
 from common.config import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "common" / "resources" / "config_demo.json"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _env(data: Path) -> dict:
@@ -47,7 +40,7 @@ def _rounds(run_dir: Path) -> list[dict]:
 @pytest.mark.slow
 def test_demo_trains_publishes_checkpoints_and_resumes(tmp_path):
     cfg = load_config(DEMO).replace({
-        "RUN_NAME": "e2e", "PORT": _free_port(), "MEMORY_SIZE": 20000, "ENVIRONMENT_STEPS_BEFORE_TRAINING": 300,
+        "RUN_NAME": "e2e", "PORT": free_port(), "MEMORY_SIZE": 20000, "ENVIRONMENT_STEPS_BEFORE_TRAINING": 300,
         "ROUNDS_PER_EPOCH": 2, "TRAINING_STEPS_PER_ROUND": 40, "UPDATE_MODEL_INTERVAL": 20, "UPDATE_BUFFER_INTERVAL": 20,
         "BATCH_SIZE": 64, "MAX_TRAINING_STEPS_PER_ENVIRONMENT_STEP": 1.0})
     cfg_file = tmp_path / "e2e.json"
@@ -69,11 +62,7 @@ def test_demo_trains_publishes_checkpoints_and_resumes(tmp_path):
     # Second run, stopped like a user does (Ctrl+C = SIGINT to the demo) once training went on.
     proc = subprocess.Popen(_argv(cfg_file, minutes=5), cwd=ROOT, env=_env(data), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(1)
-        if _rounds(run_dir)[-1]["updates"] > updates_before:
-            break
+    wait_for(lambda: proc.poll() is not None or _rounds(run_dir)[-1]["updates"] > updates_before, 300, 1.0)
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 130, out
@@ -85,7 +74,7 @@ def test_demo_trains_publishes_checkpoints_and_resumes(tmp_path):
 
 @pytest.mark.slow
 def test_demo_reports_a_dead_child_and_stops_the_others(tmp_path):
-    cfg = load_config(DEMO).replace({"RUN_NAME": "e2e_dead", "PORT": _free_port(), "MEMORY_SIZE": 1000,
+    cfg = load_config(DEMO).replace({"RUN_NAME": "e2e_dead", "PORT": free_port(), "MEMORY_SIZE": 1000,
                                      "ENV": {"RTGYM_INTERFACE": "TM20LIDAR"}})  # no game here: actors die
     cfg_file = tmp_path / "dead.json"
     cfg_file.write_text(cfg.to_json())
