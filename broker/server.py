@@ -1,9 +1,10 @@
 """The broker (TMRL's `Server`): one ROUTER socket routes samples actor -> learner and weights back.
 
 Samples wait in a FIFO bounded by BUFFERS_MAXLEN rows (oldest dropped, counted) and go to the
-learner as it grants credit; actors get credit back per chunk handled, acked by sequence number so
-a resent chunk is recognised. The latest weights sit in one slot and reach every actor on connect
-and on change. Every send is non-blocking: a slow or dead peer never stalls the loop.
+learner as it grants credit; actors get credit back in batches of a quarter window (or within
+heartbeat/4 when fewer are owed), acked by sequence number so a resent chunk is recognised. The
+latest weights sit in one slot and reach every actor on connect and on change. Every send is
+non-blocking: a slow or dead peer never stalls the loop.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from zmq.utils.monitor import recv_monitor_message
 from broker.status import Status
 from common import frames as wire
 from common import security
-from common.codec import Decoded, ProtocolError
+from common.codec import MAX_LAYOUTS, Decoded, ProtocolError
 from common.config import Config
 from common.liveness import HEARTBEAT_S, MISSES, Clock, Liveness
 from common.protocol import ROLES, MsgType, check_chunk, chunk_fields, error, make, parse
@@ -76,6 +77,7 @@ class Broker:
         self._fields, self._spec_hash = chunk_fields(spec), spec.hash()
         self._key = security.auth_key(cfg.PASSWORD)
         self._hb, self._clock, self._window = heartbeat_s, clock, actor_window
+        self._credit_batch = max(1, actor_window // 4)  # CREDIT per chunk cost a message each way per chunk
         self._ctx = zmq.Context()
         self._zap: security.ZapHandler | None = None
         self._monitor: zmq.Socket | None = None
@@ -99,6 +101,7 @@ class Broker:
         self._weights: tuple[int, Frames] | None = None
         self._episodes: deque[Frames] = deque(maxlen=1000)
         self._seen: OrderedDict[str, int] = OrderedDict()
+        self._checked: dict[bytes, int] = {}  # chunk declarations -> rows, for those that passed check_chunk
         self.counts = dict.fromkeys(("samples_in", "bytes_in", "samples_out", "bytes_out", "chunks_in", "chunks_out",
                                      "dropped", "duplicates", "rejected", "refused"), 0)
         self._stop = threading.Event()
@@ -275,7 +278,7 @@ class Broker:
             self.counts["duplicates"] += 1
             return
         try:
-            rows = check_chunk(self._fields, msg.layout)
+            rows = self._checked.get(msg.decl) or self._check(msg)
         except ProtocolError as e:
             self.counts["rejected"] += 1
             self._warn("chunk", f"rejected a chunk of actor {peer.session}: {e.reason}")
@@ -294,6 +297,14 @@ class Broker:
             dropped = self._buffer.popleft()[0]
             self._buffered -= dropped
             self.counts["dropped"] += dropped
+
+    def _check(self, msg: Decoded) -> int:
+        """Rows of a chunk held to the spec; remembered per distinct declarations (a stream repeats them)."""
+        rows = check_chunk(self._fields, msg.layout)
+        if len(self._checked) >= MAX_LAYOUTS:
+            self._checked.clear()
+        self._checked[msg.decl] = rows
+        return rows
 
     def _store_weights(self, ident: bytes, peer: Peer, msg: Decoded) -> None:
         bad = [k for k, (dtype, _) in msg.layout.items() if dtype != np.float32]
@@ -325,9 +336,11 @@ class Broker:
         if self._weights is not None and peer.policy_version != self._weights[0] and self._send(ident, self._weights[1]):
             peer.policy_version = self._weights[0]
 
-    def _flush(self) -> None:
+    def _flush(self, batch: int | None = None) -> None:
+        """Forward what the learner has credit for; give actors credit back once `batch` chunks are owed."""
+        batch = self._credit_batch if batch is None else batch
         for ident, peer in list(self.peers.items()):
-            if peer.owed and self._send(ident, make(MsgType.CREDIT, {"n": peer.owed, "ack": peer.ack})):
+            if peer.owed >= batch and self._send(ident, make(MsgType.CREDIT, {"n": peer.owed, "ack": peer.ack})):
                 peer.owed = 0
         learner = self.peers.get(self._learner) if self._learner else None
         while learner is not None and learner.credit > 0 and self._buffer:
@@ -344,7 +357,9 @@ class Broker:
             self._episodes.popleft()
 
     def _chores(self) -> None:
-        """Forget silent peers and stale handshakes, send heartbeats, retry weights that found a full queue."""
+        """Forget silent peers and stale handshakes, send heartbeats, retry weights that found a full queue,
+        give back credit owed for fewer chunks than a batch (a slow actor's chunks are acked within hb / 4)."""
+        self._flush(batch=1)
         for ident, peer in list(self.peers.items()):
             if peer.live.silent():
                 self._forget(ident, f"went silent for {peer.live.interval * peer.live.misses:.0f} s")

@@ -1,11 +1,13 @@
 """Frames on the wire: `[magic + version + type + msgpack header]` then, when arrays travel, one body frame.
 
-The header declares each array as (name, dtype, shape); the body holds their raw little-endian
-bytes back to back, each starting at a multiple of ALIGN bytes (zero padding). One body frame, not
-one frame per array: every frame costs a ZeroMQ message part on each hop, which dominated the
-broker's per-chunk time. Receivers rebuild arrays with `np.frombuffer` (zero copy) and nothing
-received can run code: no pickle, no eval, no msgpack extension types, a bounded header and an
-allow-list of dtypes.
+The header's "arrays" entry is one msgpack bin holding the declarations (name, dtype, shape) of the
+arrays; the body holds their raw little-endian bytes back to back, each starting at a multiple of
+ALIGN bytes (zero padding). One body frame, not one frame per array: every frame costs a ZeroMQ
+message part on each hop. The declarations are a bin so that a receiver checks each distinct one
+once: a stream of chunks repeats the same bytes, and re-checking them cost as much as the rest of
+the broker's per-chunk work. Receivers rebuild arrays as zero-copy read-only views; nothing received
+can run code: no pickle, no eval, no msgpack extension types, a bounded header and an allow-list of
+dtypes.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import msgpack
 import numpy as np
 
 MAGIC = b"TMX"
-VERSION = 2  # 2: all arrays in one body frame (1: one frame per array)
+VERSION = 3  # 3: declarations as one bin, checked once per distinct value; 2: as a list; 1: one frame per array
 PREFIX = len(MAGIC) + 2
 ALIGN = 8
 MAX_HEADER_BYTES = 1 << 16
@@ -30,6 +32,8 @@ DTYPES = frozenset({"bool", "uint8", "int8", "uint16", "int16", "uint32", "int32
 _WIRE = {name: np.dtype(name).newbyteorder("<") for name in DTYPES}  # name -> little-endian dtype
 _NAME = {dt: name for name, dt in _WIRE.items()} | {np.dtype(name): name for name in DTYPES}  # dtype.name is slow
 Layout = dict[str, tuple[np.dtype, tuple[int, ...]]]
+MAX_LAYOUTS = 256  # distinct declarations remembered; the cache is emptied when full (bounded under attack)
+_LAYOUTS: dict[bytes, tuple[Layout, list[int], int]] = {}  # declarations -> checked layout, offsets, body size
 
 
 class ProtocolError(ValueError):
@@ -46,25 +50,33 @@ def _aligned(n: int) -> int:
 
 
 class Decoded:
-    """A received message: type byte, header map, `layout` (name -> (dtype, shape)) checked against the body,
-    `arrays` (read-only views, built on first use: the broker forwards chunks without them) and the raw frames."""
+    """A received message: type byte, header map, `layout` (name -> (dtype, shape), checked against the body;
+    shared between messages with the same declarations: read only), `decl` (the declarations' bytes, a key for
+    checks that depend only on them), `arrays` (read-only views, built on first use: the broker forwards chunks
+    without them) and the raw frames."""
 
     def __init__(self, mtype: int, header: dict[str, Any], layout: Layout, offsets: list[int], frames: list[Any],
-                 nbytes: int):
+                 nbytes: int, decl: bytes = b""):
         self.type, self.header, self.layout, self.frames, self.nbytes = mtype, header, layout, frames, nbytes
+        self.decl = decl
         self._offsets = offsets
 
     @cached_property
     def arrays(self) -> dict[str, np.ndarray]:
         if not self.layout:
             return {}
-        body = memoryview(self.frames[1]).cast("B")
-        return {name: np.frombuffer(body, dtype, math.prod(shape), off).reshape(shape)
+        body = memoryview(self.frames[1]).toreadonly()
+        return {name: np.ndarray(shape, dtype, body, off)
                 for (name, (dtype, shape)), off in zip(self.layout.items(), self._offsets)}
 
 
-def encode(mtype: int, header: Mapping[str, Any], arrays: Mapping[str, np.ndarray] | None = None) -> list[Any]:
-    """Frames for `zmq.Socket.send_multipart(frames, copy=False)`; the body is a fresh copy of the arrays."""
+def encode(mtype: int, header: Mapping[str, Any], arrays: Mapping[str, np.ndarray] | None = None,
+           spare: list[bytearray] | None = None) -> list[Any]:
+    """Frames for `zmq.Socket.send_multipart(frames, copy=False)`; the body is a copy of the arrays.
+
+    `spare`: bodies of messages the peer has acknowledged; one of the right size is reused (and removed from
+    the list) rather than allocating: a fresh 200 kB buffer costs page faults that took longer than the copy.
+    """
     decl, parts, size = [], [], 0
     for name, value in (arrays or {}).items():
         a = np.asarray(value)
@@ -75,15 +87,20 @@ def encode(mtype: int, header: Mapping[str, Any], arrays: Mapping[str, np.ndarra
             dtype_name = _NAME[a.dtype.newbyteorder("<")]
         start = _aligned(size)
         decl.append([name, dtype_name, list(a.shape)])
-        parts.append((size, start, a, _WIRE[dtype_name]))
+        parts.append((start, a, _WIRE[dtype_name]))
         size = start + a.nbytes
-    head = MAGIC + bytes((VERSION, mtype)) + msgpack.packb({**header, "arrays": decl}, use_bin_type=True)
     if not decl:
-        return [head]
-    body = np.empty(size, np.uint8)
-    for end, start, a, dtype in parts:
-        body[end:start] = 0  # padding: never leak process memory onto the wire
-        body[start:start + a.nbytes].view(dtype).reshape(a.shape)[...] = a  # C order, little-endian
+        return [MAGIC + bytes((VERSION, mtype)) + msgpack.packb(dict(header), use_bin_type=True)]
+    packed = msgpack.packb(decl, use_bin_type=True)
+    head = MAGIC + bytes((VERSION, mtype)) + msgpack.packb({**header, "arrays": packed}, use_bin_type=True)
+    reuse = next((i for i, b in enumerate(spare) if len(b) == size), None) if spare else None
+    body = bytearray(size) if reuse is None else spare.pop(reuse)  # type: ignore[union-attr]
+    out = np.frombuffer(body, np.uint8)  # numpy-side copies: exporting each array's buffer to a memoryview costs more
+    end = 0
+    for start, a, dtype in parts:  # C order, little-endian, one memcpy each
+        out[end:start] = 0  # padding (a reused body holds old bytes there)
+        out[start:start + a.nbytes] = np.ascontiguousarray(a, dtype).reshape(-1).view(np.uint8)
+        end = start + a.nbytes
     return [head, body]
 
 
@@ -91,18 +108,22 @@ def _no_ext(code: int, data: bytes) -> None:
     raise ProtocolError(f"msgpack extension type {code} is not allowed")
 
 
-def _unpack_header(raw: memoryview) -> dict[str, Any]:
-    if raw.nbytes > MAX_HEADER_BYTES:
-        raise ProtocolError(f"header of {raw.nbytes} bytes exceeds {MAX_HEADER_BYTES}")
+def _unpack(raw: Any, what: str, kind: type) -> Any:
     try:
-        head = msgpack.unpackb(raw, raw=False, strict_map_key=True, ext_hook=_no_ext)
+        value = msgpack.unpackb(raw, raw=False, strict_map_key=True, ext_hook=_no_ext)
     except ProtocolError:
         raise
     except (ValueError, TypeError, OverflowError, msgpack.UnpackException) as e:
-        raise ProtocolError(f"header is not valid msgpack ({type(e).__name__})") from None
-    if not isinstance(head, dict):
-        raise ProtocolError(f"header is a msgpack {type(head).__name__}, expected a map")
-    return head
+        raise ProtocolError(f"{what} is not valid msgpack ({type(e).__name__})") from None
+    if not isinstance(value, kind):
+        raise ProtocolError(f"{what} is a msgpack {type(value).__name__}, expected a {'map' if kind is dict else 'list'}")
+    return value
+
+
+def _unpack_header(raw: memoryview) -> dict[str, Any]:
+    if raw.nbytes > MAX_HEADER_BYTES:
+        raise ProtocolError(f"header of {raw.nbytes} bytes exceeds {MAX_HEADER_BYTES}")
+    return _unpack(raw, "header", dict)
 
 
 def _shape(name: str, shape: Any) -> tuple[int, ...]:
@@ -112,12 +133,13 @@ def _shape(name: str, shape: Any) -> tuple[int, ...]:
     return tuple(shape)
 
 
-def _layout(decl: Any, body: int | None) -> tuple[Layout, list[int]]:
-    """Check the declarations against the body's size (None: no body frame); name -> (dtype, shape), offsets."""
-    if not isinstance(decl, list) or len(decl) > MAX_ARRAYS:
-        raise ProtocolError(f"header declares arrays as {decl!r:.80}: expected a list of at most {MAX_ARRAYS}")
-    if bool(decl) != (body is not None):
-        raise ProtocolError(f"header declares {len(decl)} arrays but {'a' if body is not None else 'no'} body frame arrived")
+def _layout(packed: Any) -> tuple[Layout, list[int], int]:
+    """Check packed declarations; name -> (dtype, shape), each array's body offset, the body's size."""
+    if not isinstance(packed, bytes):
+        raise ProtocolError(f"header key 'arrays' is {packed!r:.80}: expected the declarations as a msgpack bin")
+    decl = _unpack(packed, "array declarations", list)
+    if len(decl) > MAX_ARRAYS:
+        raise ProtocolError(f"header declares {len(decl)} arrays: at most {MAX_ARRAYS} are allowed")
     layout: Layout = {}
     offsets, size = [], 0
     for entry in decl:
@@ -133,6 +155,20 @@ def _layout(decl: Any, body: int | None) -> tuple[Layout, list[int]]:
         layout[name] = (dtype, shape)
         offsets.append(_aligned(size))
         size = offsets[-1] + math.prod(shape) * dtype.itemsize
+    return layout, offsets, size
+
+
+def _checked_layout(packed: Any, body: int | None) -> tuple[Layout, list[int]]:
+    """The declarations checked (once per distinct value) and held against the body's size (None: no body)."""
+    hit = _LAYOUTS.get(packed) if isinstance(packed, bytes) else None
+    if hit is None:
+        hit = _layout(packed)
+        if len(_LAYOUTS) >= MAX_LAYOUTS:
+            _LAYOUTS.clear()
+        _LAYOUTS[packed] = hit
+    layout, offsets, size = hit
+    if bool(layout) != (body is not None):
+        raise ProtocolError(f"header declares {len(layout)} arrays but {'a' if body is not None else 'no'} body frame arrived")
     if body is not None and size != body:
         raise ProtocolError(f"arrays {[[n, str(d), list(s)] for n, (d, s) in layout.items()]!s:.200} need a body of "
                             f"{size} bytes but it has {body} bytes")
@@ -156,5 +192,10 @@ def decode(frames: Sequence[Any], max_bytes: int) -> Decoded:
     if version != VERSION:
         raise ProtocolError(f"protocol version {version}, this side speaks version {VERSION}: update tmrlx", fatal=True)
     header = _unpack_header(head[PREFIX:])
-    layout, offsets = _layout(header.pop("arrays", []), sizes[1] if len(sizes) == 2 else None)
-    return Decoded(mtype, header, layout, offsets, list(frames), total)
+    packed = header.pop("arrays", None)
+    if packed is None:
+        if len(sizes) == 2:
+            raise ProtocolError("header declares 0 arrays but a body frame arrived")
+        return Decoded(mtype, header, {}, [], list(frames), total)
+    layout, offsets = _checked_layout(packed, sizes[1] if len(sizes) == 2 else None)
+    return Decoded(mtype, header, layout, offsets, list(frames), total, packed)

@@ -46,9 +46,10 @@ SCHEMAS: dict[MsgType, dict[str, Any]] = {
 }
 
 
-def make(mtype: MsgType, header: Mapping[str, Any] | None = None, arrays: Mapping[str, np.ndarray] | None = None) -> list:
+def make(mtype: MsgType, header: Mapping[str, Any] | None = None, arrays: Mapping[str, np.ndarray] | None = None,
+         spare: list[bytearray] | None = None) -> list:
     """Frames of one message (see codec.encode)."""
-    return encode(int(mtype), header or {}, arrays)
+    return encode(int(mtype), header or {}, arrays, spare)
 
 
 def error(reason: str, fatal: bool = False, retry: bool = False) -> list:

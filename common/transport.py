@@ -34,6 +34,7 @@ log = logging.getLogger("tmrlx.transport")
 HANDSHAKE_FAILED = zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
 HANDSHAKE_TRIES = 3  # a broker dying mid-handshake fails one too: only repeated failures mean other keys
 Frames = list[Any]
+MAX_SPARE = 8
 
 
 def broker_address(cfg: Config, role: str) -> str:
@@ -286,6 +287,7 @@ class ActorClient(_Link):
                  max_episodes: int = 1000, **kwargs: Any):
         self._queue: deque[tuple[int, Frames, int]] = deque()
         self._inflight: deque[tuple[int, Frames, int]] = deque()
+        self._spare: list[bytearray] = []  # bodies of acked chunks, reused by the next ones (see codec.encode)
         self._episodes: deque[Frames] = deque(maxlen=max_episodes)
         self._max_queue = max_queue
         self._credit = 0
@@ -306,9 +308,11 @@ class ActorClient(_Link):
             header = {"step0": self._rows, "policy_version": self._version, **(meta or {}),
                       "session": self.session, "seq": seq}
             self._rows += rows
-        frames = make(MsgType.SAMPLES, header, arrays)  # the body is a copy: the caller may reuse its arrays
+            spare, self._spare = self._spare, []
+        frames = make(MsgType.SAMPLES, header, arrays, spare)  # the body is a copy: the caller may reuse its arrays
         size = sum(memoryview(f).nbytes for f in frames)
         with self._lock:
+            self._spare.extend(spare[:MAX_SPARE - len(self._spare)])
             if size > self.cfg.BUFFER_SIZE:
                 self._dropped += 1
                 log.error("tmrlx actor: dropped a chunk of %d bytes: over BUFFER_SIZE=%d", size, self.cfg.BUFFER_SIZE)
@@ -370,7 +374,9 @@ class ActorClient(_Link):
             ack = header.get("ack")
             with self._lock:
                 while self._inflight and isinstance(ack, int) and self._inflight[0][0] <= ack:
-                    self._inflight.popleft()
+                    body = self._inflight.popleft()[1][-1]  # the broker has it all: libzmq is done with it
+                    if len(self._spare) < MAX_SPARE and isinstance(body, bytearray):
+                        self._spare.append(body)
         elif mtype is MsgType.WEIGHTS:
             with self._lock:
                 self._version = header["version"]
@@ -414,6 +420,7 @@ class LearnerClient(_Link):
         self._window = window
         self._credit_batch = max(1, window // 4)  # credit goes back in batches; the broker keeps >= 3/4 of the window
         self._owed = 0
+        self._arrived = False
         self._weights: tuple[int, Frames] | None = None
         self._weights_sent = -1
         self._received = self._rows = 0
@@ -462,8 +469,7 @@ class LearnerClient(_Link):
     def _on_message(self, mtype: MsgType, header: dict, arrays: dict) -> None:
         if mtype is MsgType.SAMPLES:
             with self._cond:
-                if not self._inbox:  # only an empty inbox has waiters: waking them per chunk cost ~10% of this thread
-                    self._cond.notify_all()
+                self._arrived |= not self._inbox  # waiters wait for an empty inbox to fill; woken in _pump
                 self._inbox.append((header, arrays))
                 self._received += 1
                 self._rows += len(arrays["reward"]) if "reward" in arrays else 0
@@ -473,6 +479,9 @@ class LearnerClient(_Link):
 
     def _pump(self, sock: zmq.Socket, live: Liveness) -> None:
         with self._cond:
+            if self._arrived:  # once per batch of messages received, not per chunk (a waiter woken per chunk
+                self._arrived = False  # trades the GIL with this thread per chunk)
+                self._cond.notify_all()
             owed = self._owed if self._owed >= self._credit_batch else 0
             self._owed -= owed
         if owed and not self._send(sock, live, make(MsgType.CREDIT, {"n": owed})):

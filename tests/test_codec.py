@@ -8,9 +8,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from common import codec
 from common.codec import DTYPES, MAGIC, VERSION, ProtocolError, decode, encode
 
 LIMIT = 1 << 20
+HEAD = MAGIC + bytes((VERSION, 5))
 
 
 def frames_bytes(frames):
@@ -54,6 +56,19 @@ def test_arrays_share_one_aligned_body_and_padding_is_zeroed():
     assert out["b"].ctypes.data % 8 == out["a"].ctypes.data % 8
 
 
+def test_a_reused_body_is_overwritten_whole_padding_included():
+    arrays = {"a": np.full(3, 7, np.uint8), "b": np.arange(2, dtype=np.float64)}
+    size = len(encode(5, {}, arrays)[1])
+    dirty, other = bytearray(b"\xff" * size), bytearray(size + 1)
+    spare = [other, dirty]
+    frames = encode(5, {}, arrays, spare)
+    assert frames[1] is dirty and spare == [other]  # the body of the right size was taken
+    assert bytes(frames[1][3:8]) == b"\0" * 5
+    out = decode(frames_bytes(frames), LIMIT).arrays
+    np.testing.assert_array_equal(out["a"], arrays["a"])
+    np.testing.assert_array_equal(out["b"], arrays["b"])
+
+
 def test_zero_copy_views_are_read_only():
     frames = encode(5, {}, {"a": np.ones(100_000, np.float32)})
     out = decode(frames_bytes(frames), LIMIT + 10**6).arrays["a"]
@@ -67,21 +82,35 @@ def test_zero_copy_views_are_read_only():
     ([MAGIC + bytes((VERSION, 5)) + b"\xc1"], "not valid msgpack"),
     ([MAGIC + bytes((VERSION, 5)) + msgpack.packb([1, 2])], "expected a map"),
     ([MAGIC + bytes((VERSION, 5)) + msgpack.packb({"a": msgpack.ExtType(1, b"x")})], "extension type"),
-    ([MAGIC + bytes((VERSION, 5)) + msgpack.packb({"arrays": [["a", "object", [1]]]}), b"\0" * 8], "dtype 'object'"),
-    ([MAGIC + bytes((VERSION, 5)) + msgpack.packb({"arrays": [["a", "float32", [3]]]}), b"\0" * 8], "it has 8 bytes"),
-    ([MAGIC + bytes((VERSION, 5)) + msgpack.packb({"arrays": [["a", "uint8", [3]], ["b", "uint8", [1]]]}), b"\0" * 4],
+    ([HEAD + msgpack.packb({"arrays": msgpack.packb([["a", "object", [1]]])}), b"\0" * 8], "dtype 'object'"),
+    ([HEAD + msgpack.packb({"arrays": msgpack.packb([["a", "float32", [3]]])}), b"\0" * 8], "it has 8 bytes"),
+    ([HEAD + msgpack.packb({"arrays": msgpack.packb([["a", "uint8", [3]], ["b", "uint8", [1]]])}), b"\0" * 4],
      "need a body of 9 bytes"),  # the second array starts at the next multiple of 8
-    ([MAGIC + bytes((VERSION, 5)) + msgpack.packb({"arrays": [["a", "uint8", [-1]]]}), b""], "shape"),
-    ([MAGIC + bytes((VERSION, 5)) + msgpack.packb({"arrays": []}), b"extra"], "0 arrays but a body frame"),
-    ([MAGIC + bytes((VERSION, 5)) + msgpack.packb({"arrays": [["a", "uint8", [1]]]})], "1 arrays but no body frame"),
-    ([MAGIC + bytes((VERSION, 5)) + msgpack.packb({"arrays": [["a", "uint8", [1]], ["a", "uint8", [1]]]}), b"x" * 9],
+    ([HEAD + msgpack.packb({"arrays": msgpack.packb([["a", "uint8", [-1]]])}), b""], "shape"),
+    ([HEAD + msgpack.packb({"arrays": msgpack.packb([])}), b"extra"], "0 arrays but a body frame"),
+    ([HEAD + msgpack.packb({"arrays": msgpack.packb([["a", "uint8", [1]]])})], "1 arrays but no body frame"),
+    ([HEAD + msgpack.packb({"arrays": msgpack.packb([["a", "uint8", [1]], ["a", "uint8", [1]]])}), b"x" * 9],
      "declared twice"),
+    ([MAGIC + bytes((VERSION, 5)) + msgpack.packb({"arrays": [["a", "uint8", [1]]]}), b"x"], "as a msgpack bin"),
+    ([MAGIC + bytes((VERSION, 5)) + msgpack.packb({"arrays": b"\xc1"}), b"x"], "declarations is not valid msgpack"),
+    ([HEAD + msgpack.packb({"arrays": msgpack.packb({"a": 1})}), b"x"], "expected a list"),
     ([MAGIC + bytes((VERSION, 5)) + msgpack.packb({}), b"x", b"y"], "3 frames"),
     ([MAGIC + bytes((VERSION, 5)) + msgpack.packb({}), b"\0" * (LIMIT + 1)], "exceeds the limit BUFFER_SIZE"),
 ])
 def test_malformed_messages_are_refused_with_a_reason(frames, reason):
     with pytest.raises(ProtocolError, match=reason):
         decode(frames, LIMIT)
+
+
+def test_declarations_are_checked_once_and_still_held_to_each_body():
+    frames = frames_bytes(encode(5, {"seq": 1}, {"a": np.arange(6, dtype=np.int32).reshape(2, 3)}))
+    first, second = decode(frames, LIMIT), decode(frames_bytes(encode(5, {"seq": 2}, {"a": np.zeros((2, 3), np.int32)})), LIMIT)
+    assert first.layout is second.layout and second.header["seq"] == 2  # the second reused the first's check
+    with pytest.raises(ProtocolError, match="need a body of 24 bytes but it has 20"):
+        decode([frames[0], frames[1][:20]], LIMIT)
+    for n in range(codec.MAX_LAYOUTS + 5):  # many distinct declarations: the cache stays bounded
+        decode(frames_bytes(encode(5, {}, {f"x{n}": np.zeros(1, np.uint8)})), LIMIT)
+    assert len(codec._LAYOUTS) <= codec.MAX_LAYOUTS
 
 
 def test_version_mismatch_is_fatal_other_errors_are_not():
