@@ -53,7 +53,7 @@ def _actor_proc(cfg_dict: dict, rows: int, stop: Any) -> None:
     client = ActorClient(cfg, spec)
     chunk = numbered_chunk(spec, 0, rows)
     while not stop.is_set():
-        if client.stats()["queued"] < 8:  # keep the pipe full without spinning on drops
+        if client.queued < 8:  # keep the pipe full without spinning on drops
             client.send_samples(chunk)
         else:
             time.sleep(0.0005)

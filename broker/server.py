@@ -10,6 +10,7 @@ non-blocking: a slow or dead peer never stalls the loop.
 from __future__ import annotations
 
 import argparse
+import itertools
 import logging
 import signal
 import sys
@@ -179,11 +180,7 @@ class Broker:
                             "TLS_CREDENTIALS_DIRECTORY)")
 
     def _receive(self) -> None:
-        for _ in range(1000):
-            try:
-                ident, *frames = wire.recv(self.sock)
-            except zmq.Again:
-                return
+        for ident, *frames in itertools.islice(wire.waiting(self.sock), 1000):  # then send and do chores
             self._handle(ident.bytes, frames)
 
     def _handle(self, ident: bytes, frames: Frames) -> None:

@@ -32,6 +32,7 @@ DTYPES = frozenset({"bool", "uint8", "int8", "uint16", "int16", "uint32", "int32
 _WIRE = {name: np.dtype(name).newbyteorder("<") for name in DTYPES}  # name -> little-endian dtype
 _NAME = {dt: name for name, dt in _WIRE.items()} | {np.dtype(name): name for name in DTYPES}  # dtype.name is slow
 Layout = dict[str, tuple[np.dtype, tuple[int, ...]]]
+_U8 = np.dtype(np.uint8)
 MAX_LAYOUTS = 256  # distinct declarations remembered; the cache is emptied when full (bounded under attack)
 _LAYOUTS: dict[bytes, tuple[Layout, list[int], int]] = {}  # declarations -> checked layout, offsets, body size
 
@@ -95,12 +96,13 @@ def encode(mtype: int, header: Mapping[str, Any], arrays: Mapping[str, np.ndarra
     head = MAGIC + bytes((VERSION, mtype)) + msgpack.packb({**header, "arrays": packed}, use_bin_type=True)
     reuse = next((i for i, b in enumerate(spare) if len(b) == size), None) if spare else None
     body = bytearray(size) if reuse is None else spare.pop(reuse)  # type: ignore[union-attr]
-    out = np.frombuffer(body, np.uint8)  # numpy-side copies: exporting each array's buffer to a memoryview costs more
+    out = np.frombuffer(body, _U8)  # numpy-side copies: exporting each array's buffer to a memoryview costs more
     end = 0
     for start, a, dtype in parts:  # C order, little-endian, one memcpy each
-        out[end:start] = 0  # padding (a reused body holds old bytes there)
-        out[start:start + a.nbytes] = np.ascontiguousarray(a, dtype).reshape(-1).view(np.uint8)
+        if start > end:
+            out[end:start] = 0  # padding (a reused body holds old bytes there)
         end = start + a.nbytes
+        out[start:end] = np.ascontiguousarray(a, dtype).reshape(-1).view(_U8)
     return [head, body]
 
 

@@ -51,7 +51,7 @@ def test_sending_never_blocks_without_a_broker_and_drops_the_oldest():
         per_call = (time.perf_counter() - start) / 200
         assert per_call < 0.01  # a copy and an append, no network wait (20 Hz loops have 50 ms)
         stats = actor.stats()
-        assert stats["queued"] == 5 and stats["dropped"] == 195 and not stats["connected"]
+        assert stats["queued"] == actor.queued == 5 and stats["dropped"] == 195 and not stats["connected"]
     finally:
         actor.close()
 
