@@ -134,6 +134,14 @@ def _plot(run_name: str, run_dir: Path) -> None:
     print(f"learning curve: {png}")
 
 
+class Terminated(Exception):
+    """SIGTERM reached the demo."""
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise Terminated
+
+
 def run(cfg: Config, args: argparse.Namespace) -> int:
     cfg = demo_config(args)
     run_dir = paths.logs_dir() / cfg.RUN_NAME
@@ -149,6 +157,9 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
     children.append(_spawn("learner", ["learner"], cfg_file, run_dir))
     children += [_spawn(f"actor{i}", ["actor"], cfg_file, run_dir) for i in range(args.actors)]
     progress, start, status = Progress(run_dir), time.monotonic(), 0
+    # The children run in sessions of their own (a terminal's Ctrl+C reaches only the demo, which stops
+    # them in order): a SIGTERM to the demo must stop them the same way, not leave them orphaned.
+    signal.signal(signal.SIGTERM, _terminated)
     try:
         while True:
             time.sleep(1.0)
@@ -171,6 +182,9 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("\nstopping (Ctrl+C): the learner saves a checkpoint; run the demo again to resume")
         status = 130
+    except Terminated:
+        print("\nstopping (SIGTERM): the learner saves a checkpoint; run the demo again to resume")
+        status = 143
     finally:
         _stop(children)
     _plot(cfg.RUN_NAME, run_dir)

@@ -10,6 +10,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -34,7 +35,8 @@ def _argv(cfg_file: Path, minutes: float) -> list[str]:
 
 def _rounds(run_dir: Path) -> list[dict]:
     path = run_dir / "metrics.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else [{"updates": 0}]
+    rounds = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    return rounds or [{"updates": 0}]
 
 
 @pytest.mark.slow
@@ -83,3 +85,24 @@ def test_demo_reports_a_dead_child_and_stops_the_others(tmp_path):
     assert r.returncode == 1
     assert "actor0 exited with code" in r.stderr and "TrackMania" in r.stderr, r.stderr[-2000:]
     assert "learner exited" not in r.stderr and "broker exited" not in r.stderr  # those were stopped, not dead
+
+
+@pytest.mark.slow
+def test_demo_stopped_by_sigterm_stops_its_children_in_order(tmp_path):
+    port = free_port()
+    cfg = load_config(DEMO).replace({
+        "RUN_NAME": "e2e_term", "PORT": port, "MEMORY_SIZE": 5000, "ENVIRONMENT_STEPS_BEFORE_TRAINING": 200,
+        "TRAINING_STEPS_PER_ROUND": 20, "UPDATE_BUFFER_INTERVAL": 10, "BATCH_SIZE": 32})
+    cfg_file = tmp_path / "term.json"
+    cfg_file.write_text(cfg.to_json())
+    data = tmp_path / "data"
+    run_dir = data / "logs" / "e2e_term"
+    proc = subprocess.Popen(_argv(cfg_file, minutes=5), cwd=ROOT, env=_env(data), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    wait_for(lambda: proc.poll() is not None or _rounds(run_dir)[-1]["updates"] > 0, 300, 1.0)
+    proc.terminate()  # SIGTERM, as a service manager or `timeout` sends it
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 143, out
+    assert "stopped, checkpoint saved" in (run_dir / "learner.log").read_text()  # stopped in order, not orphaned
+    with socket.socket() as s:  # the broker is gone too: its port is free again
+        s.bind(("0.0.0.0", port))
