@@ -12,6 +12,7 @@ dtypes.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from functools import cached_property
@@ -34,7 +35,8 @@ _NAME = {dt: name for name, dt in _WIRE.items()} | {np.dtype(name): name for nam
 Layout = dict[str, tuple[np.dtype, tuple[int, ...]]]
 _U8 = np.dtype(np.uint8)
 MAX_LAYOUTS = 256  # distinct declarations remembered; the cache is emptied when full (bounded under attack)
-_LAYOUTS: dict[bytes, tuple[Layout, list[int], int]] = {}  # declarations -> checked layout, offsets, body size
+Plan = tuple[tuple[str, tuple[int, ...], np.dtype, int], ...]  # (name, shape, dtype, body offset) per array
+_LAYOUTS: dict[bytes, tuple[Layout, Plan, int]] = {}  # declarations -> checked layout, plan, body size
 
 
 class ProtocolError(ValueError):
@@ -56,19 +58,18 @@ class Decoded:
     checks that depend only on them), `arrays` (read-only views, built on first use: the broker forwards chunks
     without them) and the raw frames."""
 
-    def __init__(self, mtype: int, header: dict[str, Any], layout: Layout, offsets: list[int], frames: list[Any],
+    def __init__(self, mtype: int, header: dict[str, Any], layout: Layout, plan: Plan, frames: list[Any],
                  nbytes: int, decl: bytes = b""):
         self.type, self.header, self.layout, self.frames, self.nbytes = mtype, header, layout, frames, nbytes
         self.decl = decl
-        self._offsets = offsets
+        self._plan = plan
 
     @cached_property
     def arrays(self) -> dict[str, np.ndarray]:
-        if not self.layout:
+        if not self._plan:
             return {}
         body = memoryview(self.frames[1]).toreadonly()
-        return {name: np.ndarray(shape, dtype, body, off)
-                for (name, (dtype, shape)), off in zip(self.layout.items(), self._offsets)}
+        return {name: np.ndarray(shape, dtype, body, off) for name, shape, dtype, off in self._plan}
 
 
 def encode(mtype: int, header: Mapping[str, Any], arrays: Mapping[str, np.ndarray] | None = None,
@@ -78,7 +79,7 @@ def encode(mtype: int, header: Mapping[str, Any], arrays: Mapping[str, np.ndarra
     `spare`: bodies of messages the peer has acknowledged; one of the right size is reused (and removed from
     the list) rather than allocating: a fresh 200 kB buffer costs page faults that took longer than the copy.
     """
-    decl, parts, size = [], [], 0
+    sig, values = [], []
     for name, value in (arrays or {}).items():
         a = np.asarray(value)
         dtype_name = _NAME.get(a.dtype)
@@ -86,24 +87,33 @@ def encode(mtype: int, header: Mapping[str, Any], arrays: Mapping[str, np.ndarra
             if a.dtype.byteorder != ">" or a.dtype.newbyteorder("<") not in _NAME:
                 raise ProtocolError(f"array {name!r} has dtype {a.dtype}, the wire carries only {sorted(DTYPES)}")
             dtype_name = _NAME[a.dtype.newbyteorder("<")]
-        start = _aligned(size)
-        decl.append([name, dtype_name, list(a.shape)])
-        parts.append((start, a, _WIRE[dtype_name]))
-        size = start + a.nbytes
-    if not decl:
+        sig.append((name, dtype_name, a.shape))
+        values.append(a)
+    if not sig:
         return [MAGIC + bytes((VERSION, mtype)) + msgpack.packb(dict(header), use_bin_type=True)]
-    packed = msgpack.packb(decl, use_bin_type=True)
+    packed, starts, size = _declare(tuple(sig))
     head = MAGIC + bytes((VERSION, mtype)) + msgpack.packb({**header, "arrays": packed}, use_bin_type=True)
     reuse = next((i for i, b in enumerate(spare) if len(b) == size), None) if spare else None
     body = bytearray(size) if reuse is None else spare.pop(reuse)  # type: ignore[union-attr]
     out = np.frombuffer(body, _U8)  # numpy-side copies: exporting each array's buffer to a memoryview costs more
     end = 0
-    for start, a, dtype in parts:  # C order, little-endian, one memcpy each
+    for (_, dtype_name, _), start, a in zip(sig, starts, values):  # C order, little-endian, one memcpy each
         if start > end:
             out[end:start] = 0  # padding (a reused body holds old bytes there)
         end = start + a.nbytes
-        out[start:end] = np.ascontiguousarray(a, dtype).reshape(-1).view(_U8)
+        out[start:end] = np.ascontiguousarray(a, _WIRE[dtype_name]).reshape(-1).view(_U8)
     return [head, body]
+
+
+@functools.lru_cache(maxsize=MAX_LAYOUTS)
+def _declare(sig: tuple[tuple[str, str, tuple[int, ...]], ...]) -> tuple[bytes, tuple[int, ...], int]:
+    """Packed declarations, each array's body offset and the body's size, for (name, dtype, shape) in order:
+    a sender repeats the same few layouts, so they are packed once each."""
+    starts, size = [], 0
+    for _, dtype_name, shape in sig:
+        starts.append(_aligned(size))
+        size = starts[-1] + math.prod(shape) * _WIRE[dtype_name].itemsize
+    return msgpack.packb([[n, d, list(sh)] for n, d, sh in sig], use_bin_type=True), tuple(starts), size
 
 
 def _no_ext(code: int, data: bytes) -> None:
@@ -135,8 +145,8 @@ def _shape(name: str, shape: Any) -> tuple[int, ...]:
     return tuple(shape)
 
 
-def _layout(packed: Any) -> tuple[Layout, list[int], int]:
-    """Check packed declarations; name -> (dtype, shape), each array's body offset, the body's size."""
+def _layout(packed: Any) -> tuple[Layout, Plan, int]:
+    """Check packed declarations; name -> (dtype, shape), the plan to view the body, the body's size."""
     if not isinstance(packed, bytes):
         raise ProtocolError(f"header key 'arrays' is {packed!r:.80}: expected the declarations as a msgpack bin")
     decl = _unpack(packed, "array declarations", list)
@@ -157,10 +167,10 @@ def _layout(packed: Any) -> tuple[Layout, list[int], int]:
         layout[name] = (dtype, shape)
         offsets.append(_aligned(size))
         size = offsets[-1] + math.prod(shape) * dtype.itemsize
-    return layout, offsets, size
+    return layout, tuple((name, shape, dtype, off) for (name, (dtype, shape)), off in zip(layout.items(), offsets)), size
 
 
-def _checked_layout(packed: Any, body: int | None) -> tuple[Layout, list[int]]:
+def _checked_layout(packed: Any, body: int | None) -> tuple[Layout, Plan]:
     """The declarations checked (once per distinct value) and held against the body's size (None: no body)."""
     hit = _LAYOUTS.get(packed) if isinstance(packed, bytes) else None
     if hit is None:
@@ -168,13 +178,13 @@ def _checked_layout(packed: Any, body: int | None) -> tuple[Layout, list[int]]:
         if len(_LAYOUTS) >= MAX_LAYOUTS:
             _LAYOUTS.clear()
         _LAYOUTS[packed] = hit
-    layout, offsets, size = hit
+    layout, plan, size = hit
     if bool(layout) != (body is not None):
         raise ProtocolError(f"header declares {len(layout)} arrays but {'a' if body is not None else 'no'} body frame arrived")
     if body is not None and size != body:
         raise ProtocolError(f"arrays {[[n, str(d), list(s)] for n, (d, s) in layout.items()]!s:.200} need a body of "
                             f"{size} bytes but it has {body} bytes")
-    return layout, offsets
+    return layout, plan
 
 
 def decode(frames: Sequence[Any], max_bytes: int) -> Decoded:
@@ -198,6 +208,6 @@ def decode(frames: Sequence[Any], max_bytes: int) -> Decoded:
     if packed is None:
         if len(sizes) == 2:
             raise ProtocolError("header declares 0 arrays but a body frame arrived")
-        return Decoded(mtype, header, {}, [], list(frames), total)
-    layout, offsets = _checked_layout(packed, sizes[1] if len(sizes) == 2 else None)
-    return Decoded(mtype, header, layout, offsets, list(frames), total, packed)
+        return Decoded(mtype, header, {}, (), list(frames), total)
+    layout, plan = _checked_layout(packed, sizes[1] if len(sizes) == 2 else None)
+    return Decoded(mtype, header, layout, plan, list(frames), total, packed)
