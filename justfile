@@ -29,7 +29,7 @@ test *args:
 
 # run a benchmark: just bench broker|learner|actor|sim
 bench name *args:
-    {{python}} -m bench.{{name}} "${@:2}"
+    shift; {{python}} -m bench.{{name}} "$@"
 
 # lint
 lint:

@@ -2,14 +2,20 @@
 
 The FLOP ceiling is the update's FLOPs (XLA cost analysis) against the jitted matmul GFLOP/s measured
 in the same run. "Plain" is one jitted step per Python call on a batch sampled on the host. "tmrl_*" is
-TMRL itself re-created in PyTorch (`bench.tmrl_reference`), timed in the same run when torch is installed.
+TMRL itself re-created in PyTorch (`bench.tmrl_reference`), timed in the same run when torch is installed:
+as users run it, in a child process with glibc's default malloc, while tmrlx runs as `tmrlx learner` does
+(with `learner.allocator`'s malloc tunables); `tmrl_sac_cnn_same_malloc_updates_per_s` times TMRL's CNN
+update in this process, with the same tunables, for a like-for-like figure.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
+import subprocess
+import sys
 import time
 
 import jax
@@ -19,6 +25,7 @@ import numpy as np
 from bench import tmrl_reference as tmrl
 from common.config import load_config
 from common.specs import spec_from_config
+from learner.allocator import OPT_OUT, TUNABLES, reexec_with_tuned_malloc
 from learner.ingest import Ingest
 from learner.networks import Arch
 from learner.replay import init_replay, insert, sample
@@ -142,12 +149,32 @@ def tmrl_figures(cnn: bool, batch: int) -> dict[str, float]:
     return out
 
 
+def tmrl_as_users_run_it(cnn: bool, torch_threads: int) -> dict[str, float]:
+    """`tmrl_figures` in a child process with glibc's default malloc (our tunables stripped from its environment)."""
+    tunables = ":".join(t for t in os.environ.get("GLIBC_TUNABLES", "").split(":") if t and t not in TUNABLES)
+    env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"} | {OPT_OUT: "1"}
+    if tunables:
+        env["GLIBC_TUNABLES"] = tunables
+    cmd = [sys.executable, "-m", "bench.learner", "--tmrl-only", "--torch-threads", str(torch_threads)]
+    cmd += [] if cnn else ["--skip-cnn"]
+    out = subprocess.run(cmd, env=env, check=True, stdout=subprocess.PIPE, text=True).stdout
+    print(out.strip().splitlines()[0])
+    return json.loads(out.strip().splitlines()[-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--skip-cnn", action="store_true", help="skip the image CNN (slow to compile on CPU)")
     parser.add_argument("--skip-tmrl", action="store_true", help="skip TMRL's PyTorch reference")
     parser.add_argument("--torch-threads", type=int, default=0, help="torch threads for TMRL's reference (0: torch's default)")
+    parser.add_argument("--tmrl-only", action="store_true", help=argparse.SUPPRESS)  # the child of tmrl_as_users_run_it
     args = parser.parse_args()
+    if args.torch_threads and tmrl.available():
+        tmrl.torch.set_num_threads(args.torch_threads)
+    if args.tmrl_only:
+        print(json.dumps(tmrl_figures(not args.skip_cnn, 256)))
+        return
+    reexec_with_tuned_malloc()  # as `tmrlx learner` runs
     device = jax.devices()[0]
     gpu = device.platform == "gpu"
     base = {"BATCH_SIZE": 256, "CUDA_TRAINING": gpu}
@@ -181,10 +208,11 @@ def main() -> None:
     if not args.skip_tmrl and not tmrl.available():
         print(tmrl.INSTALL_HINT)
     elif not args.skip_tmrl:
-        if args.torch_threads:
-            tmrl.torch.set_num_threads(args.torch_threads)
         out["tmrl_torch_threads"] = tmrl.threads()
-        out.update(tmrl_figures(not args.skip_cnn, 256))
+        out.update(tmrl_as_users_run_it(not args.skip_cnn, args.torch_threads))
+        if not args.skip_cnn:
+            out["tmrl_sac_cnn_same_malloc_updates_per_s"] = 1.0 / timed(tmrl.train_call(True, 256), 3)
+            print(f"TMRL SAC CNN with tmrlx's malloc tunables: {out['tmrl_sac_cnn_same_malloc_updates_per_s']:.2f} updates/s")
     print(json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in out.items()}))
 
 

@@ -151,8 +151,13 @@ def _selected(argv: Sequence[str]) -> str | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    program = argv is None  # run as a program, not called in-process (tests)
     argv = list(sys.argv[1:] if argv is None else argv)
     selected = _selected(argv)
+    if program and selected == "learner":
+        from learner.allocator import reexec_with_tuned_malloc
+
+        reexec_with_tuned_malloc()
     try:
         args = build_parser(selected).parse_args(argv)
         args.command = ALIASES.get(args.command, args.command)

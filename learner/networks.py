@@ -2,7 +2,7 @@
 
 The actor's parameter names and maths are a contract with the NumPy policy in `actor/policy.py`:
 top-level modules `conv_i` (kernel HWIO, bias), `hidden_0`, `hidden_1`, `mu`, `log_std`. Convolutions
-are computed as patches + one matmul, because XLA's CPU convolution backward is ~4x slower than a
+are computed as matmuls (see `conv`), because XLA's CPU convolution backward is ~4x slower than a
 matmul of the same size; the kernels are still stored HWIO so exporting them needs no transpose.
 
 Building and running the actor::
@@ -73,15 +73,39 @@ def image_to_nhwc(v: jnp.ndarray, comp: Component) -> jnp.ndarray:
 
 
 def patches(x: jnp.ndarray, k: int, s: int) -> jnp.ndarray:
-    """VALID k x k patches with stride s of NHWC `x`, features ordered (kh, kw, c) like an HWIO kernel."""
-    _, h, w, _ = x.shape
+    """VALID k x k patches with stride s of NHWC `x`, features ordered (kh, kw, c) like an HWIO kernel.
+
+    One gather with a constant index: XLA runs it ~3x faster than a concatenation of k*k strided slices.
+    """
+    b, h, w, c = x.shape
     oh, ow = (h - k) // s + 1, (w - k) // s + 1
-    cols = [x[:, i:i + s * (oh - 1) + 1:s, j:j + s * (ow - 1) + 1:s, :] for i in range(k) for j in range(k)]
-    return jnp.concatenate(cols, axis=-1)
+    rows = np.arange(oh)[:, None] * s + np.arange(k)  # (oh, kh)
+    cols = np.arange(ow)[:, None] * s + np.arange(k)  # (ow, kw)
+    flat = (rows[:, None, :, None] * w + cols[None, :, None, :]).reshape(-1)  # (oh, ow, kh, kw) pixel numbers
+    return x.reshape(b, h * w, c)[:, flat].reshape(b, oh, ow, k * k * c)
 
 
-class PatchConv(nn.Module):
-    """A VALID, strided 2-D convolution as patches @ kernel (HWIO parameters, like `nn.Conv`)."""
+def conv(x: jnp.ndarray, kernel: jnp.ndarray, s: int) -> jnp.ndarray:
+    """VALID convolution of NHWC `x` by an HWIO `kernel` with stride `s`, as matmuls.
+
+    When the kernel size k is a multiple m of the stride and the input has enough channels, the input
+    goes space-to-depth (s x s blocks -> channels) and the convolution becomes the sum of m*m matmuls
+    of shifted windows with K = s*s*c: no patch tensor, the exact FLOPs, and a backward that is slices
+    and pads. Otherwise (a first layer on a few image channels) it is patches @ kernel.
+    """
+    k, _, c, out = kernel.shape
+    b, h, w, _ = x.shape
+    oh, ow, m = (h - k) // s + 1, (w - k) // s + 1, k // s
+    if k % s or s * s * c < 128:
+        return patches(x, k, s) @ kernel.reshape(-1, out)
+    hb, wb = oh - 1 + m, ow - 1 + m  # blocks used
+    y = x[:, :hb * s, :wb * s].reshape(b, hb, s, wb, s, c).transpose(0, 1, 3, 2, 4, 5).reshape(b, hb, wb, s * s * c)
+    blocks = kernel.reshape(m, s, m, s, c, out).transpose(0, 2, 1, 3, 4, 5).reshape(m, m, s * s * c, out)
+    return sum(y[:, i:i + oh, j:j + ow] @ blocks[i, j] for i in range(m) for j in range(m))
+
+
+class MatmulConv(nn.Module):
+    """A VALID, strided 2-D convolution computed by `conv` (HWIO parameters, like `nn.Conv`)."""
 
     features: int
     kernel: int
@@ -92,8 +116,7 @@ class PatchConv(nn.Module):
         cin = x.shape[-1]
         kernel = self.param("kernel", nn.initializers.lecun_normal(), (self.kernel, self.kernel, cin, self.features))
         bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
-        p = patches(x, self.kernel, self.stride)
-        return p @ kernel.reshape(-1, self.features) + bias
+        return conv(x, kernel, self.stride) + bias
 
 
 def features(spec: ObsSpec, arch: Arch, x: Mapping[str, jnp.ndarray]) -> jnp.ndarray:
@@ -107,7 +130,7 @@ def features(spec: ObsSpec, arch: Arch, x: Mapping[str, jnp.ndarray]) -> jnp.nda
                 raise ValueError("the networks support one image component per observation")
             h = image_to_nhwc(v, comp)
             for i, (out, k, s) in enumerate(arch.convs):
-                h = nn.relu(PatchConv(out, k, s, name=f"conv_{i}")(h))
+                h = nn.relu(MatmulConv(out, k, s, name=f"conv_{i}")(h))
             conv_feats.append(h.reshape(b, -1))
         else:
             flat.append(v.reshape(b, -1))

@@ -7,7 +7,7 @@ import pytest
 
 from common.config import load_config
 from common.specs import spec_from_config
-from learner.networks import Actor, Arch, critic_ensemble, deterministic_action, dummy_inputs, patches, squashed_sample
+from learner.networks import Actor, Arch, conv, critic_ensemble, deterministic_action, dummy_inputs, patches, squashed_sample
 from learner.publish import actor_weights, params_from_weights, weights_meta
 
 
@@ -19,13 +19,28 @@ def _spec(interface: str):
     return spec_from_config(load_config(overrides={"ENV": {"RTGYM_INTERFACE": interface}}))
 
 
-def test_patch_conv_matches_xla_convolution():
+@pytest.mark.parametrize("shape,k,s", [((2, 13, 13, 5), 4, 2), ((2, 64, 64, 4), 8, 2), ((2, 29, 29, 64), 4, 2),
+                                       ((2, 13, 13, 64), 4, 2), ((2, 5, 5, 128), 4, 2), ((2, 9, 9, 64), 3, 2)])
+def test_matmul_conv_and_its_gradients_match_xla_convolution(shape, k, s):
+    """Both ways `conv` computes (patches; space-to-depth shifted matmuls) against XLA's own convolution."""
     rng = np.random.default_rng(0)
-    x = rng.normal(size=(2, 13, 13, 5)).astype(np.float32)
-    k = rng.normal(size=(4, 4, 5, 7)).astype(np.float32)
-    ref = jax.lax.conv_general_dilated(x, k, (2, 2), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"))
-    got = patches(jnp.asarray(x), 4, 2) @ k.reshape(-1, 7)
-    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4)
+    x = jnp.asarray(rng.normal(size=shape).astype(np.float32))
+    w = jnp.asarray(rng.normal(size=(k, k, shape[-1], 7)).astype(np.float32))
+    ref = lambda x, w: jax.lax.conv_general_dilated(x, w, (s, s), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"))  # noqa: E731
+    got = conv(x, w, s)
+    np.testing.assert_allclose(got, ref(x, w), rtol=1e-4, atol=1e-3)
+    probe = jnp.asarray(rng.normal(size=got.shape).astype(np.float32))
+    grads = jax.grad(lambda x, w: jnp.sum(conv(x, w, s) * probe), argnums=(0, 1))(x, w)
+    ref_grads = jax.grad(lambda x, w: jnp.sum(ref(x, w) * probe), argnums=(0, 1))(x, w)
+    for g, r in zip(grads, ref_grads):
+        np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-3)
+
+
+def test_patches_are_kernel_ordered_windows():
+    x = np.arange(2 * 7 * 7 * 3, dtype=np.float32).reshape(2, 7, 7, 3)
+    p = np.asarray(patches(jnp.asarray(x), 3, 2))
+    assert p.shape == (2, 3, 3, 27)
+    np.testing.assert_array_equal(p[1, 2, 1], x[1, 4:7, 2:5].reshape(-1))
 
 
 @pytest.mark.parametrize("interface,n_params", [("TM20LIDAR", 83), ("TM20FULL", 137)])
