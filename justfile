@@ -9,19 +9,19 @@ default:
 
 # route samples and weights between actors and the learner
 broker *args:
-    {{python}} -m common.cli broker "$@"
+    {{python}} -m tmrlx broker "$@"
 
 # train on the samples the broker forwards
 learner *args:
-    {{python}} -m common.cli learner "$@"
+    {{python}} -m tmrlx learner "$@"
 
 # step the environment and send samples
 actor *args:
-    {{python}} -m common.cli actor "$@"
+    {{python}} -m tmrlx actor "$@"
 
 # broker + learner + 2 actors on localhost, training on the built-in simulator
 demo *args:
-    {{python}} -m common.cli demo "$@"
+    {{python}} -m tmrlx demo "$@"
 
 # the whole test suite (slow tests included)
 test *args:

@@ -26,9 +26,9 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
-from common import paths
-from common.config import Config, ConfigError
-from common.specs import spec_from_config
+from tmrlx.common import paths
+from tmrlx.common.config import Config, ConfigError
+from tmrlx.common.specs import spec_from_config
 
 FLUSH_S = 5.0  # at exit, how long to wait for queued samples to reach the broker
 
@@ -65,7 +65,7 @@ def find_weights(cfg: Config, given: Path | None) -> Path | None:
 
 
 def load_policy(cfg: Config, args: argparse.Namespace, spec: Any) -> Any:
-    from actor.policy import Policy, WeightsError, load_weights
+    from tmrlx.actor.policy import Policy, WeightsError, load_weights
 
     path = find_weights(cfg, getattr(args, "weights", None))
     if path is None:
@@ -92,8 +92,8 @@ def _format(stats: dict) -> str:
 
 
 def run(cfg: Config, args: argparse.Namespace) -> int:
-    from actor.envs import make_env
-    from actor.rollout import Rollout
+    from tmrlx.actor.envs import make_env
+    from tmrlx.actor.rollout import Rollout
 
     mode = args.command if args.command in ("test", "expert") else "actor"
     spec = spec_from_config(cfg)
@@ -105,7 +105,7 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
     with ExitStack() as stack:
         client = None
         if mode != "test" or policy is None:
-            from common.transport import ActorClient
+            from tmrlx.common.wire.transport import ActorClient
 
             client = ActorClient(cfg, spec, session=session)
             stack.callback(client.close)

@@ -25,8 +25,7 @@ from typing import Any
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 from threadpoolctl import threadpool_limits
-
-from common.specs import Component, ObsSpec
+from tmrlx.common.specs import Component, ObsSpec
 
 ARCH_TYPES = ("mlp", "cnn")
 SPLIT_MIN_ROWS = 4  # at batch 1, convs with at least this many output rows are split across two threads

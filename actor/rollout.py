@@ -20,9 +20,8 @@ from typing import Any, Protocol
 
 import numpy as np
 from threadpoolctl import threadpool_limits
-
-from actor.policy import Policy, WeightsError, prime_blas
-from common.specs import ObsSpec
+from tmrlx.actor.policy import Policy, WeightsError, prime_blas
+from tmrlx.common.specs import ObsSpec
 
 CHUNK_SECONDS = 0.5
 CHUNK_MAX_ROWS = 256

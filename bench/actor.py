@@ -25,14 +25,14 @@ from collections.abc import Callable
 import jax
 import numpy as np
 from threadpoolctl import threadpool_limits
+from tmrlx.actor.policy import Policy, prime_blas
+from tmrlx.actor.rollout import NoiseBlock, Rollout
+from tmrlx.common.config import Config
+from tmrlx.common.specs import ObsSpec, spec_from_config
+from tmrlx.learner.networks import Actor, Arch, dummy_inputs, squashed_sample
+from tmrlx.learner.publish import actor_weights, weights_meta
 
-from actor.policy import Policy, prime_blas
-from actor.rollout import NoiseBlock, Rollout
 from bench import tmrl_reference as tmrl
-from common.config import Config
-from common.specs import ObsSpec, spec_from_config
-from learner.networks import Actor, Arch, dummy_inputs, squashed_sample
-from learner.publish import actor_weights, weights_meta
 
 CASES = {"mlp": "TM20LIDAR", "cnn": "TM20FULL"}
 

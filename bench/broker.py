@@ -16,12 +16,12 @@ import time
 from typing import Any
 
 import zmq
+from tmrlx.common.config import Config, load_config
+from tmrlx.common.specs import spec_from_config
+from tmrlx.common.wire import security
+from tmrlx.common.wire.protocol import MsgType, make
 
-from broker.testing import free_port, numbered_chunk
-from common import security
-from common.config import Config, load_config
-from common.protocol import MsgType, make
-from common.specs import spec_from_config
+from tmrlx.testing import free_port, numbered_chunk
 
 CASES = {  # name: (interface, TLS, rows per chunk)
     "lidar": ("SIMLIDAR", False, 2000),
@@ -36,7 +36,7 @@ def _cfg(interface: str, tls: bool, port: int) -> Config:
 
 
 def _broker_proc(cfg_dict: dict, stop: Any) -> None:
-    from broker.server import Broker
+    from tmrlx.broker.server import Broker
 
     broker = Broker(Config.from_dict(cfg_dict), host="127.0.0.1")
     try:
@@ -46,7 +46,7 @@ def _broker_proc(cfg_dict: dict, stop: Any) -> None:
 
 
 def _actor_proc(cfg_dict: dict, rows: int, stop: Any) -> None:
-    from common.transport import ActorClient
+    from tmrlx.common.wire.transport import ActorClient
 
     cfg = Config.from_dict(cfg_dict)
     spec = spec_from_config(cfg)
@@ -131,7 +131,7 @@ def _drain(learner: Any, timeout: float) -> int:
 
 
 def _run_tmrlx(ctx: Any, cfg: Config, rows: int, seconds: float, window: float) -> float:
-    from common.transport import LearnerClient
+    from tmrlx.common.wire.transport import LearnerClient
 
     stop = ctx.Event()
     procs = [ctx.Process(target=_broker_proc, args=(cfg.to_dict(), stop)),

@@ -21,15 +21,15 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+from tmrlx.common.config import load_config
+from tmrlx.common.specs import spec_from_config
+from tmrlx.learner.allocator import OPT_OUT, TUNABLES, reexec_with_tuned_malloc
+from tmrlx.learner.ingest import Ingest
+from tmrlx.learner.networks import Arch
+from tmrlx.learner.replay import init_replay, insert, sample
+from tmrlx.learner.update import SAC
 
 from bench import tmrl_reference as tmrl
-from common.config import load_config
-from common.specs import spec_from_config
-from learner.allocator import OPT_OUT, TUNABLES, reexec_with_tuned_malloc
-from learner.ingest import Ingest
-from learner.networks import Arch
-from learner.replay import init_replay, insert, sample
-from learner.update import SAC
 
 
 def timed(fn, repeats: int) -> float:

@@ -16,10 +16,9 @@ import warnings
 
 import cv2
 import numpy as np
-
-from actor.envs import make_env
-from actor.envs.sim.driver import scripted_action
-from common.config import load_config
+from tmrlx.actor.envs import make_env
+from tmrlx.actor.envs.sim.driver import scripted_action
+from tmrlx.common.config import load_config
 
 TARGET_MS = {"lidar": 2.0, "lidarprogress": 2.0, "full": 0.5}
 BLOCKS, STEPS = 5, 400

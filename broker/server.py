@@ -22,16 +22,15 @@ from typing import Any
 
 import numpy as np
 import zmq
+from tmrlx.broker.status import Status
+from tmrlx.common.config import Config
+from tmrlx.common.specs import spec_from_config
+from tmrlx.common.wire import frames as wire
+from tmrlx.common.wire import security
+from tmrlx.common.wire.codec import MAX_LAYOUTS, Decoded, ProtocolError
+from tmrlx.common.wire.liveness import HEARTBEAT_S, MISSES, Clock, Liveness
+from tmrlx.common.wire.protocol import ROLES, MsgType, check_chunk, chunk_fields, error, make, parse
 from zmq.utils.monitor import recv_monitor_message
-
-from broker.status import Status
-from common import frames as wire
-from common import security
-from common.codec import MAX_LAYOUTS, Decoded, ProtocolError
-from common.config import Config
-from common.liveness import HEARTBEAT_S, MISSES, Clock, Liveness
-from common.protocol import ROLES, MsgType, check_chunk, chunk_fields, error, make, parse
-from common.specs import spec_from_config
 
 log = logging.getLogger("tmrlx.broker")
 Frames = list[Any]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from common.liveness import Clock
+from tmrlx.common.wire.liveness import Clock
 
 
 def _si(x: float) -> str:

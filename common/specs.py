@@ -16,8 +16,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-
-from common.config import SIM_INTERFACES, TM_INTERFACES, Config, ConfigError
+from tmrlx.common.config import SIM_INTERFACES, TM_INTERFACES, Config, ConfigError
 
 
 @dataclass(frozen=True)

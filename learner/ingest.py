@@ -12,8 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-
-from common.specs import ObsSpec
+from tmrlx.common.specs import ObsSpec
 
 FLAGS = ("terminated", "truncated", "first")
 

@@ -11,12 +11,12 @@ import json
 import signal
 import sys
 
-from common import paths
-from common.config import Config, ConfigError
-from common.metrics import JsonlSink, Metrics, TerminalSink, WandbSink
-from common.specs import spec_from_config
-from learner.checkpoint import Checkpoints
-from learner.train import Trainer
+from tmrlx.common import paths
+from tmrlx.common.config import Config, ConfigError
+from tmrlx.common.metrics import JsonlSink, Metrics, TerminalSink, WandbSink
+from tmrlx.common.specs import spec_from_config
+from tmrlx.learner.checkpoint import Checkpoints
+from tmrlx.learner.train import Trainer
 
 
 def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
@@ -32,10 +32,10 @@ def _source(cfg: Config, spec, args: argparse.Namespace):
         interface = cfg.ENV.RTGYM_INTERFACE
         if not interface.startswith("GYM:"):
             raise ConfigError(f"--local-source needs ENV.RTGYM_INTERFACE='GYM:<gymnasium id>', got {interface!r}")
-        from learner.source import GymSource
+        from tmrlx.learner.source import GymSource
 
         return GymSource(interface[4:], spec, seed=getattr(args, "seed", 0), steps_per_poll=cfg.UPDATE_BUFFER_INTERVAL)
-    from common.transport import LearnerClient
+    from tmrlx.common.wire.transport import LearnerClient
 
     return LearnerClient(cfg, spec)
 

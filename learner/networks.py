@@ -7,8 +7,8 @@ matmul of the same size; the kernels are still stored HWIO so exporting them nee
 
 Building and running the actor::
 
-    from common.specs import spec_from_config
-    from learner.networks import Actor, Arch, deterministic_action, dummy_inputs, squashed_sample
+    from tmrlx.common.specs import spec_from_config
+    from tmrlx.learner.networks import Actor, Arch, deterministic_action, dummy_inputs, squashed_sample
 
     spec = spec_from_config(cfg)
     arch = Arch.for_spec(spec)                     # or Arch.from_dict(meta["arch"])
@@ -31,8 +31,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-
-from common.specs import Component, ObsSpec
+from tmrlx.common.specs import Component, ObsSpec
 
 TMRL_CONVS = ((64, 8, 2), (64, 4, 2), (128, 4, 2), (128, 4, 2))
 

@@ -7,9 +7,8 @@ from typing import Any
 
 import jax
 import numpy as np
-
-from common.specs import ObsSpec
-from learner.networks import Arch
+from tmrlx.common.specs import ObsSpec
+from tmrlx.learner.networks import Arch
 
 
 def actor_weights(params: Mapping[str, Any]) -> dict[str, np.ndarray]:

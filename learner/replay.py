@@ -16,8 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import struct
-
-from common.specs import ObsSpec
+from tmrlx.common.specs import ObsSpec
 
 RESAMPLE_ROUNDS = 3  # invalid draws are redrawn this many times, then masked out of the loss
 

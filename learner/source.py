@@ -14,10 +14,9 @@ from typing import Any, Protocol
 
 import jax
 import numpy as np
-
-from common.specs import ObsSpec
-from learner.networks import Actor, Arch, squashed_sample
-from learner.publish import params_from_weights
+from tmrlx.common.specs import ObsSpec
+from tmrlx.learner.networks import Actor, Arch, squashed_sample
+from tmrlx.learner.publish import params_from_weights
 
 
 class Source(Protocol):

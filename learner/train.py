@@ -16,19 +16,18 @@ from pathlib import Path
 
 import jax
 import numpy as np
-
-from actor.policy import save_weights as write_weights_file
-from common import paths
-from common.config import Config, ConfigError
-from common.metrics import JsonlSink, Metrics
-from common.specs import ObsSpec
-from learner.checkpoint import Checkpoints
-from learner.ingest import ChunkError, Ingest, concat_rows
-from learner.networks import Arch
-from learner.publish import actor_weights, weights_meta
-from learner.replay import init_replay, insert, size
-from learner.source import Source
-from learner.update import SAC, pick_device
+from tmrlx.actor.policy import save_weights as write_weights_file
+from tmrlx.common import paths
+from tmrlx.common.config import Config, ConfigError
+from tmrlx.common.metrics import JsonlSink, Metrics
+from tmrlx.common.specs import ObsSpec
+from tmrlx.learner.checkpoint import Checkpoints
+from tmrlx.learner.ingest import ChunkError, Ingest, concat_rows
+from tmrlx.learner.networks import Arch
+from tmrlx.learner.publish import actor_weights, weights_meta
+from tmrlx.learner.replay import init_replay, insert, size
+from tmrlx.learner.source import Source
+from tmrlx.learner.update import SAC, pick_device
 
 
 @dataclass

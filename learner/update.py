@@ -19,11 +19,10 @@ import jax
 import jax.numpy as jnp
 import optax
 from flax import struct
-
-from common.config import Config
-from common.specs import ObsSpec
-from learner.networks import Actor, Arch, critic_ensemble, dummy_inputs, squashed_sample
-from learner.replay import Replay, sample
+from tmrlx.common.config import Config
+from tmrlx.common.specs import ObsSpec
+from tmrlx.learner.networks import Actor, Arch, critic_ensemble, dummy_inputs, squashed_sample
+from tmrlx.learner.replay import Replay, sample
 
 
 @struct.dataclass

@@ -10,12 +10,12 @@ import time
 from pathlib import Path
 
 import pytest
+from tmrlx.actor.policy import load_weights, save_weights
+from tmrlx.common.config import Config
+from tmrlx.common.specs import spec_from_config
+from tmrlx.common.wire.transport import LearnerClient
 
-from actor.policy import load_weights, save_weights
-from broker.testing import running_broker
-from common.config import Config
-from common.specs import spec_from_config
-from common.transport import LearnerClient
+from tmrlx.testing import running_broker
 
 ROOT = Path(__file__).resolve().parents[1]
 PENDULUM = {"ENV": {"RTGYM_INTERFACE": "GYM:Pendulum-v1"}, "RW_MAX_SAMPLES_PER_EPISODE": 20}
@@ -24,7 +24,7 @@ FLAGS = ["--env.rtgym-interface", "GYM:Pendulum-v1", "--rw-max-samples-per-episo
 
 def tmrlx(args: list[str], data: Path, **kwargs) -> subprocess.Popen:
     env = {**os.environ, "TMRLX_DATA": str(data)}
-    return subprocess.Popen([sys.executable, "-m", "common.cli", *args, *FLAGS], cwd=ROOT, env=env, text=True,
+    return subprocess.Popen([sys.executable, "-m", "tmrlx", *args, *FLAGS], cwd=ROOT, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)
 
 
@@ -32,8 +32,8 @@ def tmrlx(args: list[str], data: Path, **kwargs) -> subprocess.Popen:
 def weights_file(tmp_path_factory) -> Path:
     """A policy the learner would publish, saved the way `tmrlx expert`/`test` read it."""
     jax = pytest.importorskip("jax")
-    from learner.networks import Actor, Arch, dummy_inputs
-    from learner.publish import actor_weights, weights_meta
+    from tmrlx.learner.networks import Actor, Arch, dummy_inputs
+    from tmrlx.learner.publish import actor_weights, weights_meta
 
     spec = spec_from_config(Config.from_dict(PENDULUM))
     arch = Arch.for_spec(spec, hidden=(32, 32))
@@ -117,9 +117,9 @@ def test_weights_the_learner_saves_are_what_tmrlx_test_runs(tmp_path: Path, monk
     from types import SimpleNamespace
 
     jax = pytest.importorskip("jax")
-    from learner.networks import Actor, Arch, dummy_inputs
-    from learner.publish import actor_weights
-    from learner.train import Counters, Trainer
+    from tmrlx.learner.networks import Actor, Arch, dummy_inputs
+    from tmrlx.learner.publish import actor_weights
+    from tmrlx.learner.train import Counters, Trainer
 
     spec = spec_from_config(Config.from_dict(PENDULUM))
     arch = Arch.for_spec(spec, hidden=(16, 16))

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tmrlx.actor.envs import make_env
+from tmrlx.actor.rollout import Rollout
+from tmrlx.common.config import Config, load_config
+from tmrlx.common.specs import ObsSpec, spec_from_config
+from tmrlx.common.wire.transport import ActorClient, LearnerClient
 
-from actor.envs import make_env
-from actor.rollout import Rollout
-from broker.testing import free_port, running_broker
-from common.config import Config, load_config
-from common.specs import ObsSpec, spec_from_config
-from common.transport import ActorClient, LearnerClient
+from tmrlx.testing import free_port, running_broker
 
 ROOT = Path(__file__).resolve().parents[1]
 PENDULUM = {"ENV": {"RTGYM_INTERFACE": "GYM:Pendulum-v1",
@@ -29,8 +29,8 @@ PENDULUM = {"ENV": {"RTGYM_INTERFACE": "GYM:Pendulum-v1",
 def learner_weights(spec: ObsSpec, seed: int) -> tuple[dict, dict]:
     """What the learner publishes: its Flax actor's exported weights and meta."""
     jax = pytest.importorskip("jax")
-    from learner.networks import Actor, Arch, dummy_inputs
-    from learner.publish import actor_weights, weights_meta
+    from tmrlx.learner.networks import Actor, Arch, dummy_inputs
+    from tmrlx.learner.publish import actor_weights, weights_meta
 
     arch = Arch.for_spec(spec, hidden=(64, 64))
     params = Actor(spec, arch).init(jax.random.key(seed), dummy_inputs(spec))
@@ -106,7 +106,7 @@ def test_actor_with_a_real_broker_delivers_every_row_once_and_swaps_weights_in_r
 
 def start_broker(port: int, data_dir: Path) -> subprocess.Popen:
     env = {**os.environ, "TMRLX_DATA": str(data_dir)}
-    return subprocess.Popen([sys.executable, "-m", "common.cli", "broker", "--port", str(port),
+    return subprocess.Popen([sys.executable, "-m", "tmrlx", "broker", "--port", str(port),
                              "--env.rtgym-interface", "GYM:Pendulum-v1"], env=env, stderr=subprocess.PIPE, text=True)
 
 

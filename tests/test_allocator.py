@@ -6,12 +6,11 @@ import subprocess
 import sys
 
 import pytest
-
-from learner.allocator import OPT_OUT
+from tmrlx.learner.allocator import OPT_OUT
 
 PROBE = r"""
 import ctypes, json, os, resource, sys
-from learner.allocator import reexec_with_tuned_malloc
+from tmrlx.learner.allocator import reexec_with_tuned_malloc
 print(json.dumps({"pid": os.getpid()}), flush=True)
 reexec_with_tuned_malloc()
 libc = ctypes.CDLL(None)

@@ -7,13 +7,13 @@ import msgpack
 import numpy as np
 import pytest
 import zmq
+from tmrlx.common.config import load_config
+from tmrlx.common.specs import spec_from_config
+from tmrlx.common.wire.codec import MAGIC, VERSION
+from tmrlx.common.wire.protocol import MsgType, make, parse
+from tmrlx.common.wire.transport import ActorClient, LearnerClient
 
-from broker.testing import counting_actor, numbered_chunk, rows_of, running_broker, wait_for
-from common.codec import MAGIC, VERSION
-from common.config import load_config
-from common.protocol import MsgType, make, parse
-from common.specs import spec_from_config
-from common.transport import ActorClient, LearnerClient
+from tmrlx.testing import counting_actor, numbered_chunk, rows_of, running_broker, wait_for
 
 CFG = load_config(overrides={"ENV": {"RTGYM_INTERFACE": "SIMLIDAR"}, "BUFFER_SIZE": 1 << 20})
 SPEC = spec_from_config(CFG)

@@ -8,16 +8,16 @@ import time
 
 import numpy as np
 import pytest
+from tmrlx.common.config import load_config
+from tmrlx.common.specs import spec_from_config
+from tmrlx.common.wire.transport import ActorClient, LearnerClient
 
-from broker.testing import free_port, numbered_chunk, rows_of, wait_for
-from common.config import load_config
-from common.specs import spec_from_config
-from common.transport import ActorClient, LearnerClient
+from tmrlx.testing import free_port, numbered_chunk, rows_of, wait_for
 
 
 def start_broker(port, data_dir):
     env = {**os.environ, "TMRLX_DATA": str(data_dir)}
-    return subprocess.Popen([sys.executable, "-m", "common.cli", "broker", "--port", str(port),
+    return subprocess.Popen([sys.executable, "-m", "tmrlx", "broker", "--port", str(port),
                              "--env.rtgym-interface", "SIMLIDAR"], env=env, stderr=subprocess.PIPE, text=True)
 
 

@@ -6,12 +6,12 @@ import time
 
 import numpy as np
 import pytest
+from tmrlx.common.config import load_config
+from tmrlx.common.specs import spec_from_config
+from tmrlx.common.wire import security
+from tmrlx.common.wire.transport import ActorClient, LearnerClient
 
-from broker.testing import numbered_chunk, running_broker, wait_for
-from common import security
-from common.config import load_config
-from common.specs import spec_from_config
-from common.transport import ActorClient, LearnerClient
+from tmrlx.testing import numbered_chunk, running_broker, wait_for
 
 PASSWORD = "correct horse battery staple"
 CFG = load_config(overrides={"ENV": {"RTGYM_INTERFACE": "SIMLIDAR"}, "PASSWORD": PASSWORD})

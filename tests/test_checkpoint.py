@@ -11,13 +11,12 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
-
-from common.config import load_config
-from common.specs import spec_from_config
-from learner.checkpoint import Checkpoints
-from learner.networks import Arch
-from learner.source import GymSource
-from learner.train import Trainer
+from tmrlx.common.config import load_config
+from tmrlx.common.specs import spec_from_config
+from tmrlx.learner.checkpoint import Checkpoints
+from tmrlx.learner.networks import Arch
+from tmrlx.learner.source import GymSource
+from tmrlx.learner.train import Trainer
 
 TINY = {"ENV": {"RTGYM_INTERFACE": "GYM:Pendulum-v1", "RTGYM_CONFIG": {"act_buf_len": 0}}, "CUDA_TRAINING": False,
         "MEMORY_SIZE": 3000, "BATCH_SIZE": 32, "ENVIRONMENT_STEPS_BEFORE_TRAINING": 100, "TRAINING_STEPS_PER_ROUND": 20,
@@ -59,7 +58,7 @@ def test_corrupt_checkpoint_falls_back_and_reset_training_keeps_memory(tmp_path,
 
 def _learner(tmp_path: Path, overrides: dict) -> subprocess.Popen:
     env = {**os.environ, "TMRLX_DATA": str(tmp_path), "JAX_PLATFORMS": "cpu"}
-    cmd = [sys.executable, "-m", "common.cli", "learner", "--local-source", "--quiet", "--config", json.dumps(overrides)]
+    cmd = [sys.executable, "-m", "tmrlx", "learner", "--local-source", "--quiet", "--config", json.dumps(overrides)]
     return subprocess.Popen(cmd, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
 
 

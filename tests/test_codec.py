@@ -7,9 +7,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from common import codec
-from common.codec import DTYPES, MAGIC, VERSION, ProtocolError, decode, encode
+from tmrlx.common.wire import codec
+from tmrlx.common.wire.codec import DTYPES, MAGIC, VERSION, ProtocolError, decode, encode
 
 LIMIT = 1 << 20
 HEAD = MAGIC + bytes((VERSION, 5))

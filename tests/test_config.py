@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from tmrlx.common import paths
+from tmrlx.common.config import SCHEMA, Config, ConfigError, defaults, load_config
 
-from common import paths
-from common.cli import main
-from common.config import SCHEMA, Config, ConfigError, defaults, load_config
+from tmrlx.cli import main
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "tmrl-config.json"
 ROOT = Path(__file__).resolve().parents[1]
@@ -129,7 +129,7 @@ def test_config_literal_is_never_evaluated(tmp_path, capsys):
 
 
 def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "common.cli", *args], capture_output=True, text=True, cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "tmrlx", *args], capture_output=True, text=True, cwd=ROOT,
                           env={**os.environ, **(env or {})}, timeout=120)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from common.demo import Progress
+from tmrlx.demo import Progress
 
 
 def _append(path, *records):

@@ -16,12 +16,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from tmrlx.common.config import load_config
 
-from broker.testing import free_port, wait_for
-from common.config import load_config
+from tmrlx.testing import free_port, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
-DEMO = ROOT / "common" / "resources" / "config_demo.json"
+DEMO = ROOT / "tmrlx" / "resources" / "config_demo.json"
 
 
 def _env(data: Path) -> dict:
@@ -29,7 +29,7 @@ def _env(data: Path) -> dict:
 
 
 def _argv(cfg_file: Path, minutes: float) -> list[str]:
-    return [sys.executable, "-m", "common.cli", "demo", "--config-file", str(cfg_file), "--minutes", str(minutes),
+    return [sys.executable, "-m", "tmrlx", "demo", "--config-file", str(cfg_file), "--minutes", str(minutes),
             "--until-solved", "0", "--actors", "2"]
 
 

@@ -6,7 +6,7 @@ import json
 
 import cv2
 
-from common.cli import main
+from tmrlx.cli import main
 
 
 def test_check_environment_writes_a_strip_and_prints_rewards(tmp_path, capsys, monkeypatch):
@@ -33,12 +33,11 @@ def test_benchmark_prints_rtgym_statistics(tmp_path, capsys, monkeypatch):
 def test_check_environment_drives_with_the_current_policy(tmp_path, capsys, monkeypatch):
     import jax
     import numpy as np
-
-    from actor.policy import save_weights
-    from common.config import load_config
-    from common.specs import spec_from_config
-    from learner.networks import Actor, Arch, dummy_inputs
-    from learner.publish import actor_weights, weights_meta
+    from tmrlx.actor.policy import save_weights
+    from tmrlx.common.config import load_config
+    from tmrlx.common.specs import spec_from_config
+    from tmrlx.learner.networks import Actor, Arch, dummy_inputs
+    from tmrlx.learner.publish import actor_weights, weights_meta
 
     monkeypatch.setenv("TMRLX_DATA", str(tmp_path))
     cfg = load_config(overrides={"RUN_NAME": "drv", "ENV": {"RTGYM_INTERFACE": "SIMLIDAR"}})

@@ -6,12 +6,11 @@ import socket
 
 import numpy as np
 import pytest
-
-from actor.envs.backends.gamedata import RECORD_BYTES, GameDataClient, NoGameData, pack, unpack
-from actor.envs.clock import VirtualClock
-from actor.envs.sim.server import GameDataServer
-from actor.envs.sim.track import load_track
-from actor.envs.sim.world import SimWorld
+from tmrlx.actor.envs.backends.gamedata import RECORD_BYTES, GameDataClient, NoGameData, pack, unpack
+from tmrlx.actor.envs.clock import VirtualClock
+from tmrlx.actor.envs.sim.server import GameDataServer
+from tmrlx.actor.envs.sim.track import load_track
+from tmrlx.actor.envs.sim.world import SimWorld
 
 
 def test_record_is_44_little_endian_floats():

@@ -3,11 +3,10 @@
 import jax
 import numpy as np
 import pytest
-
-from common.config import load_config
-from common.specs import Component, ObsSpec
-from learner.networks import Arch
-from learner.update import SAC
+from tmrlx.common.config import load_config
+from tmrlx.common.specs import Component, ObsSpec
+from tmrlx.learner.networks import Arch
+from tmrlx.learner.update import SAC
 
 SPEC = ObsSpec((Component("x", (3,)),), act_dim=2, act_buf_len=1)
 

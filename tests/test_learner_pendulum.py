@@ -4,12 +4,11 @@ import time
 
 import numpy as np
 import pytest
-
-from common.config import load_config
-from common.specs import spec_from_config
-from learner.networks import Arch
-from learner.source import GymSource
-from learner.train import Trainer
+from tmrlx.common.config import load_config
+from tmrlx.common.specs import spec_from_config
+from tmrlx.learner.networks import Arch
+from tmrlx.learner.source import GymSource
+from tmrlx.learner.train import Trainer
 
 MAX_ENV_STEPS = 12_000
 TARGET = -250.0

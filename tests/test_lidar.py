@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from actor.envs.lidar import ANGLES, MIN_RADIUS, Lidar
+from tmrlx.actor.envs.lidar import ANGLES, MIN_RADIUS, Lidar
 
 H, W = 128, 256
 

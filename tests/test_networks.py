@@ -4,11 +4,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
-from common.config import load_config
-from common.specs import spec_from_config
-from learner.networks import Actor, Arch, conv, critic_ensemble, deterministic_action, dummy_inputs, patches, squashed_sample
-from learner.publish import actor_weights, params_from_weights, weights_meta
+from tmrlx.common.config import load_config
+from tmrlx.common.specs import spec_from_config
+from tmrlx.learner.networks import (
+    Actor,
+    Arch,
+    conv,
+    critic_ensemble,
+    deterministic_action,
+    dummy_inputs,
+    patches,
+    squashed_sample,
+)
+from tmrlx.learner.publish import actor_weights, params_from_weights, weights_meta
 
 
 def actor_weights_shapes(params):

@@ -2,7 +2,7 @@
 
 import json
 
-from common.cli import main
+from tmrlx.cli import main
 
 
 def test_plot_writes_png_of_runs(tmp_path, monkeypatch, capsys):

@@ -10,10 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from actor.policy import Policy, WeightsError, load_weights, save_weights
-from common.config import Config
-from common.specs import ObsSpec, spec_from_config
+from tmrlx.actor.policy import Policy, WeightsError, load_weights, save_weights
+from tmrlx.common.config import Config
+from tmrlx.common.specs import ObsSpec, spec_from_config
 
 ROOT = Path(__file__).resolve().parents[1]
 LAYOUTS = {
@@ -44,8 +43,8 @@ def random_parts(spec: ObsSpec, batch: int, rng: np.random.Generator) -> dict[st
 def flax_actor(spec: ObsSpec, seed: int):
     """The learner's actor with non-zero biases, its exported weights and meta."""
     jax = pytest.importorskip("jax")
-    from learner.networks import Actor, Arch, dummy_inputs
-    from learner.publish import actor_weights, weights_meta
+    from tmrlx.learner.networks import Actor, Arch, dummy_inputs
+    from tmrlx.learner.publish import actor_weights, weights_meta
 
     arch = Arch.for_spec(spec)
     actor = Actor(spec, arch)
@@ -58,7 +57,7 @@ def flax_actor(spec: ObsSpec, seed: int):
 
 @pytest.mark.parametrize("layout", sorted(LAYOUTS))
 def test_numpy_policy_equals_flax_actor(layout: str) -> None:
-    from learner.networks import deterministic_action, squashed_sample
+    from tmrlx.learner.networks import deterministic_action, squashed_sample
 
     spec = spec_of(layout)
     actor, params, weights, meta = flax_actor(spec, seed=len(layout))
@@ -131,8 +130,8 @@ def test_actor_imports_without_jax() -> None:
                 if name.split(".")[0] in ("jax", "jaxlib", "flax", "optax", "orbax", "learner"):
                     raise ImportError(f"blocked: {name}")
         sys.meta_path.insert(0, Block())
-        import actor.main, actor.rollout, actor.policy, actor.envs
-        from common.cli import main
+        import tmrlx.actor.main, actor.rollout, actor.policy, actor.envs
+        from tmrlx.cli import main
         import contextlib, io
         with contextlib.redirect_stdout(io.StringIO()) as out, contextlib.suppress(SystemExit):
             main(["actor", "--help"])

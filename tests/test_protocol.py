@@ -2,12 +2,12 @@
 
 import numpy as np
 import pytest
+from tmrlx.common.config import load_config
+from tmrlx.common.specs import spec_from_config
+from tmrlx.common.wire.codec import ProtocolError, encode
+from tmrlx.common.wire.protocol import MsgType, check_chunk, chunk_fields, make, parse
 
-from broker.testing import numbered_chunk
-from common.codec import ProtocolError, encode
-from common.config import load_config
-from common.protocol import MsgType, check_chunk, chunk_fields, make, parse
-from common.specs import spec_from_config
+from tmrlx.testing import numbered_chunk
 
 LIMIT = 1 << 24
 

@@ -3,10 +3,9 @@
 import jax
 import numpy as np
 import pytest
-
-from common.specs import Component, ObsSpec
-from learner.ingest import ChunkError, Ingest
-from learner.replay import init_replay, insert, sample, size
+from tmrlx.common.specs import Component, ObsSpec
+from tmrlx.learner.ingest import ChunkError, Ingest
+from tmrlx.learner.replay import init_replay, insert, sample, size
 
 SPEC = ObsSpec((Component("x", (1,), history=3), Component("y", (2,))), act_dim=1, act_buf_len=2)
 

@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from actor.envs.reward import MissingRewardError, RewardFunction, load_trajectory, resample
+from tmrlx.actor.envs.reward import MissingRewardError, RewardFunction, load_trajectory, resample
 
 CFG = {"CHECK_FORWARD": 500, "CHECK_BACKWARD": 10, "FAILURE_COUNTDOWN": 10, "MIN_STEPS": 70, "MAX_STRAY": 100.0}
 LINE = np.stack([np.arange(0, 100.05, 0.1), np.zeros(1001), np.zeros(1001)], 1).astype(np.float32)  # 100 m along x
@@ -56,10 +55,10 @@ def test_reversing_never_pays_the_same_stretch_twice():
 
 
 def test_end_of_track_and_constant_penalty_in_the_interface():
-    from actor.envs.backends import Backends
-    from actor.envs.clock import VirtualClock
-    from actor.envs.interface import TrackInterface
-    from common.config import load_config
+    from tmrlx.actor.envs.backends import Backends
+    from tmrlx.actor.envs.clock import VirtualClock
+    from tmrlx.actor.envs.interface import TrackInterface
+    from tmrlx.common.config import load_config
 
     class Fixed:
         def __init__(self):

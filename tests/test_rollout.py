@@ -10,10 +10,9 @@ import numpy as np
 import pytest
 from gymnasium import spaces
 from rtgym import DEFAULT_CONFIG_DICT, RealTimeGymInterface
-
-from actor.policy import Policy
-from actor.rollout import ChunkWriter, NoiseBlock, Rollout
-from common.specs import Component, ObsSpec
+from tmrlx.actor.policy import Policy
+from tmrlx.actor.rollout import ChunkWriter, NoiseBlock, Rollout
+from tmrlx.common.specs import Component, ObsSpec
 
 SPEC = ObsSpec((Component("pos", (2,), history=3), Component("cam", (4, 5), "uint8", scale=1 / 256)), act_dim=2,
                act_buf_len=2)

@@ -4,9 +4,10 @@ import argparse
 
 import pytest
 import zmq
+from tmrlx.common.config import ConfigError, load_config
+from tmrlx.common.wire import security
 
-from common import security
-from common.config import ConfigError, load_config
+from tmrlx import keys
 
 
 def test_mac_binds_every_part_and_its_boundaries():
@@ -34,7 +35,7 @@ def test_broker_and_clients_agree_on_derived_keys():
 
 def test_keys_command_writes_a_folder_both_sides_can_use(tmp_path, capsys):
     folder = tmp_path / "k"
-    assert security.run(load_config(), argparse.Namespace(out=folder)) == 0
+    assert keys.run(load_config(), argparse.Namespace(out=folder)) == 0
     assert "server.key_secret" in capsys.readouterr().out
     cfg = load_config(overrides={"TLS": True, "TLS_CREDENTIALS_DIRECTORY": str(folder)})
     server, client = security.curve_keys(cfg, server=True), security.curve_keys(cfg, server=False)

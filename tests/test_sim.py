@@ -8,13 +8,12 @@ import warnings
 
 import numpy as np
 import pytest
-
-from actor.envs import make_env
-from actor.envs.clock import VirtualClock
-from actor.envs.sim.driver import scripted_action
-from actor.envs.sim.track import BEFORE_START, load_track, track_names
-from actor.envs.sim.world import SimWorld
-from common.config import load_config
+from tmrlx.actor.envs import make_env
+from tmrlx.actor.envs.clock import VirtualClock
+from tmrlx.actor.envs.sim.driver import scripted_action
+from tmrlx.actor.envs.sim.track import BEFORE_START, load_track, track_names
+from tmrlx.actor.envs.sim.world import SimWorld
+from tmrlx.common.config import load_config
 
 
 def world(track: str = "easy") -> tuple[SimWorld, VirtualClock]:

@@ -2,11 +2,12 @@
 
 import time
 
-from broker.testing import free_port, numbered_chunk, rows_of, running_broker
-from common.config import load_config
-from common.liveness import Backoff, Liveness
-from common.specs import spec_from_config
-from common.transport import ActorClient, LearnerClient, broker_address
+from tmrlx.common.config import load_config
+from tmrlx.common.specs import spec_from_config
+from tmrlx.common.wire.liveness import Backoff, Liveness
+from tmrlx.common.wire.transport import ActorClient, LearnerClient, broker_address
+
+from tmrlx.testing import free_port, numbered_chunk, rows_of, running_broker
 
 CFG = load_config(overrides={"ENV": {"RTGYM_INTERFACE": "SIMLIDAR"}})
 SPEC = spec_from_config(CFG)

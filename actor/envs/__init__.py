@@ -18,10 +18,9 @@ from typing import Any
 
 import gymnasium
 from rtgym.envs.real_time_env import RealTimeEnvTS
-
-from actor.envs.clock import Clock, VirtualClock, WallClock
-from common.config import SIM_INTERFACES, TM_INTERFACES, Config, ConfigError
-from common.specs import load_interface_class
+from tmrlx.actor.envs.clock import Clock, VirtualClock, WallClock
+from tmrlx.common.config import SIM_INTERFACES, TM_INTERFACES, Config, ConfigError
+from tmrlx.common.specs import load_interface_class
 
 
 def rtgym_config(cfg: Config, interface: Callable[[], Any] | None = None) -> dict:
@@ -39,15 +38,15 @@ def interface_factory(cfg: Config) -> tuple[Callable[[Clock], Any], bool]:
     name = cfg.ENV.RTGYM_INTERFACE
     kwargs = dict(cfg.ENV.RTGYM_CONFIG.interface_kwargs)
     if name in SIM_INTERFACES:
-        from actor.envs.sim.backends import sim_interface, sim_options
+        from tmrlx.actor.envs.sim.backends import sim_interface, sim_options
 
         return (lambda clock: sim_interface(cfg, clock)), bool(sim_options(kwargs)["lockstep"])
     if name in TM_INTERFACES:
-        from actor.envs.backends.tm import tm_interface
+        from tmrlx.actor.envs.backends.tm import tm_interface
 
         return (lambda clock: tm_interface(cfg, clock)), False
     if name.startswith("GYM:"):
-        from actor.envs.gym_adapter import GymInterface, gym_options
+        from tmrlx.actor.envs.gym_adapter import GymInterface, gym_options
 
         lockstep = bool(gym_options(kwargs)["lockstep"])
         return (lambda clock: GymInterface(name[4:], cfg.ENV.RTGYM_CONFIG.ep_max_length)), lockstep
@@ -57,7 +56,7 @@ def interface_factory(cfg: Config) -> tuple[Callable[[Clock], Any], bool]:
 
 def make_env(cfg: Config) -> gymnasium.Env:
     """The environment the config describes; observations follow `common.specs.spec_from_config(cfg)`."""
-    from actor.envs.lockstep import LockstepEnv
+    from tmrlx.actor.envs.lockstep import LockstepEnv
 
     build, lockstep = interface_factory(cfg)
     if lockstep:

@@ -16,11 +16,10 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-
-from actor.envs import make_env
-from actor.envs.interface import TrackInterface
-from common import paths
-from common.config import SIM_INTERFACES, Config, ConfigError
+from tmrlx.actor.envs import make_env
+from tmrlx.actor.envs.interface import TrackInterface
+from tmrlx.common import paths
+from tmrlx.common.config import SIM_INTERFACES, Config, ConfigError
 
 DRIVERS = ("scripted", "keyboard", "policy", "zero", "random")
 
@@ -43,9 +42,9 @@ Driver = Callable[[tuple], np.ndarray]  # observation -> action in [-1, 1]
 
 def policy_driver(cfg: Config, weights: Path | None) -> Driver:
     """The deterministic policy (NumPy) from a weights file, as `tmrlx test` runs it."""
-    from actor.main import find_weights
-    from actor.policy import Policy, WeightsError, load_weights
-    from common.specs import spec_from_config
+    from tmrlx.actor.main import find_weights
+    from tmrlx.actor.policy import Policy, WeightsError, load_weights
+    from tmrlx.common.specs import spec_from_config
 
     path = find_weights(cfg, weights)
     if path is None:
@@ -72,7 +71,7 @@ def make_driver(name: str, env, cfg: Config, weights: Path | None = None) -> Dri
     if name == "scripted":
         if cfg.ENV.RTGYM_INTERFACE not in SIM_INTERFACES or not hasattr(env, "interface"):
             raise ConfigError("--driver scripted needs a lockstep SIM* interface (the driver reads the simulated car)")
-        from actor.envs.sim.driver import scripted_action
+        from tmrlx.actor.envs.sim.driver import scripted_action
 
         world = env.interface.backends.controller.world
         return lambda obs: np.array(scripted_action(world), np.float32)

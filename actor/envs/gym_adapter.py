@@ -14,8 +14,7 @@ import gymnasium
 import numpy as np
 from gymnasium import spaces
 from rtgym import RealTimeGymInterface
-
-from common.config import ConfigError
+from tmrlx.common.config import ConfigError
 
 GYM_KWARGS = {"lockstep": True, "save_replays": False, "steps_per_s": None}
 

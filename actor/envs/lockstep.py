@@ -19,8 +19,7 @@ import gymnasium
 import numpy as np
 from gymnasium import spaces
 from rtgym.envs.utils.benchmark import Benchmark
-
-from actor.envs.clock import Clock
+from tmrlx.actor.envs.clock import Clock
 
 
 class LockstepEnv(gymnasium.Env):

@@ -13,12 +13,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-
-from actor.envs.backends import GameData
-from actor.envs.backends.gamedata import FINISHED, X, Z
-from actor.envs.clock import Clock
-from actor.envs.reward import default_reward_path, resample
-from common.config import SIM_INTERFACES, TM_INTERFACES, Config, ConfigError
+from tmrlx.actor.envs.backends import GameData
+from tmrlx.actor.envs.backends.gamedata import FINISHED, X, Z
+from tmrlx.actor.envs.clock import Clock
+from tmrlx.actor.envs.reward import default_reward_path, resample
+from tmrlx.common.config import SIM_INTERFACES, TM_INTERFACES, Config, ConfigError
 
 POLL = 0.01  # s between records (the plugin sends one per game frame)
 MAX_LAP = 600.0  # s
@@ -47,9 +46,9 @@ def record_lap(gamedata: GameData, clock: Clock, drive: Callable[[], None] | Non
 
 def record_sim(cfg: Config) -> np.ndarray:
     """The scripted driver's lap on the configured simulator track."""
-    from actor.envs.clock import VirtualClock, WallClock
-    from actor.envs.sim.backends import SimController, SimGameData, TcpGameData, sim_world
-    from actor.envs.sim.driver import scripted_action
+    from tmrlx.actor.envs.clock import VirtualClock, WallClock
+    from tmrlx.actor.envs.sim.backends import SimController, SimGameData, TcpGameData, sim_world
+    from tmrlx.actor.envs.sim.driver import scripted_action
 
     lockstep = bool(dict(cfg.ENV.RTGYM_CONFIG.interface_kwargs).get("lockstep", True))
     clock = VirtualClock() if lockstep else WallClock()
@@ -63,9 +62,9 @@ def record_sim(cfg: Config) -> np.ndarray:
 
 
 def record_tm(cfg: Config) -> np.ndarray:
-    from actor.envs.backends.gamedata import GameDataClient
-    from actor.envs.backends.tm import TM_KWARGS
-    from actor.envs.clock import WallClock
+    from tmrlx.actor.envs.backends.gamedata import GameDataClient
+    from tmrlx.actor.envs.backends.tm import TM_KWARGS
+    from tmrlx.actor.envs.clock import WallClock
 
     opts = {**TM_KWARGS, **dict(cfg.ENV.RTGYM_CONFIG.interface_kwargs)}
     client = GameDataClient(opts["host"], int(opts["port"]))

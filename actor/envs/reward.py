@@ -18,8 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
-
-from common import paths
+from tmrlx.common import paths
 
 RESAMPLE_STEP = 0.1  # m
 

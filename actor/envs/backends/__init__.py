@@ -13,8 +13,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
-
-from actor.envs.clock import Clock
+from tmrlx.actor.envs.clock import Clock
 
 
 class Screen(Protocol):

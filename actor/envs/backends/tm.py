@@ -14,13 +14,12 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-
-from actor.envs.backends import Backends
-from actor.envs.backends.gamedata import GameDataClient
-from actor.envs.clock import Clock
-from actor.envs.interface import TrackInterface
-from actor.envs.reward import MissingRewardError, RewardFunction, default_reward_path, load_trajectory
-from common.config import Config, ConfigError
+from tmrlx.actor.envs.backends import Backends
+from tmrlx.actor.envs.backends.gamedata import GameDataClient
+from tmrlx.actor.envs.clock import Clock
+from tmrlx.actor.envs.interface import TrackInterface
+from tmrlx.actor.envs.reward import MissingRewardError, RewardFunction, default_reward_path, load_trajectory
+from tmrlx.common.config import Config, ConfigError
 
 TM_KWARGS = {"save_replays": False, "host": "127.0.0.1", "port": 9000, "window_left": 0, "window_top": 0,
              "reward_file": None}

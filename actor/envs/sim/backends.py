@@ -20,17 +20,16 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-
-from actor.envs.backends import Backends
-from actor.envs.backends.gamedata import GameDataClient
-from actor.envs.clock import Clock
-from actor.envs.interface import TrackInterface
-from actor.envs.reward import RewardFunction, load_trajectory
-from actor.envs.sim.render import Renderer
-from actor.envs.sim.server import GameDataServer
-from actor.envs.sim.track import load_track, trajectory_path
-from actor.envs.sim.world import SimWorld
-from common.config import Config, ConfigError
+from tmrlx.actor.envs.backends import Backends
+from tmrlx.actor.envs.backends.gamedata import GameDataClient
+from tmrlx.actor.envs.clock import Clock
+from tmrlx.actor.envs.interface import TrackInterface
+from tmrlx.actor.envs.reward import RewardFunction, load_trajectory
+from tmrlx.actor.envs.sim.render import Renderer
+from tmrlx.actor.envs.sim.server import GameDataServer
+from tmrlx.actor.envs.sim.track import load_track, trajectory_path
+from tmrlx.actor.envs.sim.world import SimWorld
+from tmrlx.common.config import Config, ConfigError
 
 SIM_KWARGS = {"lockstep": True, "track": "easy", "seed": None, "gamedata": "direct", "port": 0,
               "reward_file": None, "save_replays": False, "steps_per_s": None}

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from actor.envs.sim.track import Track
+from tmrlx.actor.envs.sim.track import Track
 
 PHYSICS_DT = 0.01
 ACCEL = 9.0  # m/s^2 at full gas from standstill

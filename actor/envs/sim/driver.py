@@ -10,10 +10,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-
-from actor.envs.sim.car import GRIP
-from actor.envs.sim.track import STEP
-from actor.envs.sim.world import SimWorld
+from tmrlx.actor.envs.sim.car import GRIP
+from tmrlx.actor.envs.sim.track import STEP
+from tmrlx.actor.envs.sim.world import SimWorld
 
 LOOKAHEAD = (6.0, 0.5)  # m: minimum, plus seconds of speed
 PREVIEW = 35.0  # m of track checked for bends

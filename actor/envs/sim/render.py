@@ -11,9 +11,8 @@ import math
 
 import cv2
 import numpy as np
-
-from actor.envs.sim.car import CarState
-from actor.envs.sim.track import FINISH, OUTSIDE, RES, ROAD, WALL, Track
+from tmrlx.actor.envs.sim.car import CarState
+from tmrlx.actor.envs.sim.track import FINISH, OUTSIDE, RES, ROAD, WALL, Track
 
 PALETTE = np.zeros((4, 4), np.uint8)
 PALETTE[OUTSIDE] = (70, 140, 80, 255)

@@ -10,8 +10,8 @@ from __future__ import annotations
 import socket
 import threading
 
-from actor.envs.backends.gamedata import pack
-from actor.envs.sim.world import SimWorld
+from tmrlx.actor.envs.backends.gamedata import pack
+from tmrlx.actor.envs.sim.world import SimWorld
 
 
 class GameDataServer:

@@ -12,10 +12,9 @@ import math
 import threading
 
 import numpy as np
-
-from actor.envs.clock import Clock
-from actor.envs.sim.car import PHYSICS_DT, TOP_SPEED, CarState, gear_and_rpm, tick
-from actor.envs.sim.track import STEP, Track
+from tmrlx.actor.envs.clock import Clock
+from tmrlx.actor.envs.sim.car import PHYSICS_DT, TOP_SPEED, CarState, gear_and_rpm, tick
+from tmrlx.actor.envs.sim.track import STEP, Track
 
 MAX_POINTS_PER_TICK = int(TOP_SPEED * 1.3 * PHYSICS_DT / STEP) + 1  # centreline points a tick can cover
 MAX_CATCH_UP = 1000  # ticks (10 s): a longer gap (a paused process) is skipped rather than replayed

@@ -11,9 +11,8 @@ from enum import IntEnum
 from typing import Any
 
 import numpy as np
-
-from common.codec import Decoded, Layout, ProtocolError, decode, encode
-from common.specs import ObsSpec
+from tmrlx.common.specs import ObsSpec
+from tmrlx.common.wire.codec import Decoded, Layout, ProtocolError, decode, encode
 
 
 class MsgType(IntEnum):

@@ -7,9 +7,9 @@ import math
 import sys
 from pathlib import Path
 
-from common import paths
-from common.config import Config
-from common.metrics import read_jsonl
+from tmrlx.common import paths
+from tmrlx.common.config import Config
+from tmrlx.common.metrics import read_jsonl
 
 DEFAULT_KEYS = ("return", "episode_length", "loss_critic", "loss_actor", "q", "alpha", "entropy", "updates_per_s")
 

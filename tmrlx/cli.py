@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from common import paths
-from common.config import SCHEMA, Config, ConfigError, Key, load_config
+from tmrlx.common import paths
+from tmrlx.common.config import SCHEMA, Config, ConfigError, Key, load_config
+from tmrlx.install import install
 
 
 @dataclass(frozen=True)
@@ -30,19 +31,19 @@ class Command:
 
 
 COMMANDS: dict[str, Command] = {
-    "broker": Command("broker.server", "route samples from actors to the learner and weights back", ("server",)),
-    "learner": Command("learner.main", "train SAC / REDQ-SAC on the samples the broker forwards", ("trainer",)),
-    "actor": Command("actor.main", "step the environment with the latest policy and send samples", ("worker",)),
-    "test": Command("actor.main", "run the deterministic policy and print episode returns (sends nothing)"),
-    "expert": Command("actor.main", "send samples from a fixed policy, ignoring weight updates"),
-    "install": Command("common.cli", "create the data folder and its default config.json"),
-    "config": Command("common.cli", "print the effective config (`tmrlx config show`)"),
-    "keys": Command("common.security", "generate CurveZMQ key pairs into a credentials folder"),
-    "record-reward": Command("actor.envs.record", "record one lap and save it as the reward trajectory"),
-    "check-environment": Command("actor.envs.check", "drive and show what the model sees, with rewards"),
-    "benchmark": Command("actor.envs.check", "run the environment with rtgym's benchmark and print timings"),
-    "demo": Command("common.demo", "broker + learner + 2 actors on this machine, training on the simulator"),
-    "plot": Command("common.plot", "draw the learning curves of one or more runs to a PNG"),
+    "broker": Command("tmrlx.broker.server", "route samples from actors to the learner and weights back", ("server",)),
+    "learner": Command("tmrlx.learner.main", "train SAC / REDQ-SAC on the samples the broker forwards", ("trainer",)),
+    "actor": Command("tmrlx.actor.main", "step the environment with the latest policy and send samples", ("worker",)),
+    "test": Command("tmrlx.actor.main", "run the deterministic policy and print episode returns (sends nothing)"),
+    "expert": Command("tmrlx.actor.main", "send samples from a fixed policy, ignoring weight updates"),
+    "install": Command("tmrlx.cli", "create the data folder and its default config.json"),
+    "config": Command("tmrlx.cli", "print the effective config (`tmrlx config show`)"),
+    "keys": Command("tmrlx.keys", "generate CurveZMQ key pairs into a credentials folder"),
+    "record-reward": Command("tmrlx.actor.envs.record", "record one lap and save it as the reward trajectory"),
+    "check-environment": Command("tmrlx.actor.envs.check", "drive and show what the model sees, with rewards"),
+    "benchmark": Command("tmrlx.actor.envs.check", "run the environment with rtgym's benchmark and print timings"),
+    "demo": Command("tmrlx.demo", "broker + learner + 2 actors on this machine, training on the simulator"),
+    "plot": Command("tmrlx.plot", "draw the learning curves of one or more runs to a PNG"),
 }
 ALIASES = {alias: name for name, c in COMMANDS.items() for alias in c.aliases}
 
@@ -155,14 +156,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     selected = _selected(argv)
     if program and selected == "learner":
-        from learner.allocator import reexec_with_tuned_malloc
+        from tmrlx.learner.allocator import reexec_with_tuned_malloc
 
         reexec_with_tuned_malloc()
     try:
         args = build_parser(selected).parse_args(argv)
         args.command = ALIASES.get(args.command, args.command)
         if args.command == "install":
-            paths.install()
+            install()
             return 0
         cfg = config_from_args(args)
         if args.command == "config":

@@ -1,4 +1,4 @@
-"""PASSWORD proofs, CurveZMQ keys and the broker's ZAP authenticator; `tmrlx keys` writes key pairs.
+"""PASSWORD proofs, CurveZMQ keys and the broker's ZAP authenticator.
 
 Password: HELLO -> CHALLENGE(nonce) -> AUTH(HMAC) -> WELCOME(HMAC), so the password never travels
 and both sides learn when the other's differs. TLS: CurveZMQ; keys come from
@@ -8,7 +8,6 @@ is all that must be shared.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import hmac
 import secrets
@@ -18,10 +17,8 @@ from pathlib import Path
 
 import zmq
 import zmq.auth
+from tmrlx.common.config import Config, ConfigError
 from zmq.utils import z85
-
-from common import paths
-from common.config import Config, ConfigError
 
 ZAP_ENDPOINT = "inproc://zeromq.zap.01"
 ZAP_DOMAIN = b"tmrlx"
@@ -140,17 +137,3 @@ def generate(folder: Path) -> list[Path]:
             raise ConfigError(f"{folder / (name + '.key_secret')} exists: refusing to overwrite keys (remove it first)")
         written += [Path(p) for p in zmq.auth.create_certificates(folder, name)]
     return written
-
-
-def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
-    parser.add_argument("--out", type=Path, default=None,
-                        help="folder to write the keys to (default: TLS_CREDENTIALS_DIRECTORY, else <data>/keys)")
-
-
-def run(cfg: Config, args: argparse.Namespace) -> int:
-    folder = args.out or Path(cfg.TLS_CREDENTIALS_DIRECTORY or paths.data_dir() / "keys").expanduser()
-    for p in generate(folder):
-        print(f"wrote {p}")
-    print(f"broker machine: keep {SERVER_CERT}.key_secret and every client's .key; other machines: {SERVER_CERT}.key and "
-          f"{CLIENT_CERT}.key_secret. Set TLS true and TLS_CREDENTIALS_DIRECTORY to {str(folder)!r} everywhere.")
-    return 0

@@ -14,10 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from broker.server import Broker
-from common.config import Config
-from common.protocol import chunk_fields
-from common.specs import ObsSpec, spec_from_config
+from tmrlx.broker.server import Broker
+from tmrlx.common.config import Config
+from tmrlx.common.specs import ObsSpec, spec_from_config
+from tmrlx.common.wire.protocol import chunk_fields
 
 
 def wait_for(predicate: Any, timeout: float = 10.0, interval: float = 0.02) -> Any:
@@ -69,7 +69,7 @@ def rows_of(chunks: list[tuple[dict, Mapping[str, np.ndarray]]]) -> dict[str, li
 
 def counting_actor(cfg_dict: dict, session: str, chunks: int, rows: int, timeout: float = 30.0) -> None:
     """Child process: send `chunks` numbered chunks of `rows` rows, wait until all are handed over, exit."""
-    from common.transport import ActorClient
+    from tmrlx.common.wire.transport import ActorClient
 
     cfg = Config.from_dict(cfg_dict)
     client = ActorClient(cfg, spec_from_config(cfg), session=session)

@@ -20,9 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from common import paths
-from common.config import Config, load_config
-from common.metrics import follow_jsonl, read_jsonl
+from tmrlx.common import paths
+from tmrlx.common.config import Config, load_config
+from tmrlx.common.metrics import follow_jsonl, read_jsonl
+from tmrlx.install import install
 
 DEMO_CONFIG = "config_demo.json"
 
@@ -50,10 +51,10 @@ class Child:
 
 def demo_config(args: argparse.Namespace) -> Config:
     """The demo file (unless --config-file is given), then --config and individual flags on top."""
-    from common.cli import config_from_args
+    from tmrlx.cli import config_from_args
 
     if args.config_file is None:
-        paths.install(quiet=True)
+        install(quiet=True)
         args.config_file = paths.data_dir() / "resources" / DEMO_CONFIG
     cfg = config_from_args(args)
     if getattr(args, "key:PASSWORD", None) is None:  # the broker binds 0.0.0.0: never with a well-known password
@@ -65,7 +66,7 @@ def _spawn(name: str, role: list[str], cfg_file: Path, run_dir: Path) -> Child:
     log_path = run_dir / f"{name}.log"
     log = open(log_path, "a")  # noqa: SIM115 (closed by _stop when the child is gone)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "common.cli", *role, "--config-file", str(cfg_file)],
+    proc = subprocess.Popen([sys.executable, "-m", "tmrlx", *role, "--config-file", str(cfg_file)],
                             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
                             start_new_session=True)
     return Child(name, proc, log_path, log)
@@ -124,7 +125,7 @@ class Progress:
 
 
 def _plot(run_name: str, run_dir: Path) -> None:
-    from common.plot import DEFAULT_KEYS, plot
+    from tmrlx.plot import DEFAULT_KEYS, plot
 
     rounds = read_jsonl(run_dir / "metrics.jsonl")
     if not rounds:

@@ -21,15 +21,14 @@ from typing import Any
 
 import numpy as np
 import zmq
+from tmrlx.common.config import Config
+from tmrlx.common.specs import ObsSpec
+from tmrlx.common.wire import frames as wire
+from tmrlx.common.wire import security
+from tmrlx.common.wire.codec import ProtocolError
+from tmrlx.common.wire.liveness import HEARTBEAT_S, MISSES, Backoff, Clock, Liveness
+from tmrlx.common.wire.protocol import MsgType, make, parse
 from zmq.utils.monitor import recv_monitor_message
-
-from common import frames as wire
-from common import security
-from common.codec import ProtocolError
-from common.config import Config
-from common.liveness import HEARTBEAT_S, MISSES, Backoff, Clock, Liveness
-from common.protocol import MsgType, make, parse
-from common.specs import ObsSpec
 
 log = logging.getLogger("tmrlx.transport")
 HANDSHAKE_FAILED = zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
