@@ -105,7 +105,7 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
     with ExitStack() as stack:
         client = None
         if mode != "test" or policy is None:
-            from tmrlx.common.wire.transport import ActorClient
+            from tmrlx.actor.link import ActorClient
 
             client = ActorClient(cfg, spec, session=session)
             stack.callback(client.close)

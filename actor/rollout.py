@@ -1,7 +1,7 @@
 """The real-time loop (TMRL's `RolloutWorker`): act, step, send only what is new, swap weights between steps.
 
 Nothing on the per-step path may wait on the network: `client.send_samples` only enqueues (the
-transport's background thread sends, with a bounded queue), new weights are turned into a
+link's background thread sends, with a bounded queue), new weights are turned into a
 `Policy` on a helper thread and swapped in between two steps, and a chunk of rows is handed
 over every `CHUNK_SECONDS` (10 steps at TMRL's 20 Hz; 0.5 s keeps the learner fed without
 per-step messages) or `CHUNK_MAX_ROWS` rows (a lockstep simulator runs faster than real time),
@@ -10,8 +10,8 @@ and at every episode end.
 
 from __future__ import annotations
 
+import logging
 import secrets
-import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -21,18 +21,20 @@ from typing import Any, Protocol
 import numpy as np
 from threadpoolctl import threadpool_limits
 from tmrlx.actor.policy import Policy, WeightsError, prime_blas
+from tmrlx.common.chunks import ChunkSchema
 from tmrlx.common.specs import ObsSpec
 
 CHUNK_SECONDS = 0.5
 CHUNK_MAX_ROWS = 256
 LATE_TOLERANCE = 0.5  # a step is late when it lasts more than 1.5 time steps (rtgym then breaks its elastic clock)
 INFERENCE_BUDGET = 0.25  # warn when inference takes more than this fraction of a time step
+log = logging.getLogger("tmrlx.actor")
 
 
 class ActorLink(Protocol):
-    """What the loop needs from `common.transport.ActorClient` (a fake one in tests)."""
+    """What the loop needs from `tmrlx.actor.link.ActorClient` (a fake one in tests)."""
 
-    def send_samples(self, arrays: dict[str, np.ndarray], meta: dict) -> None: ...
+    def send_samples(self, arrays: dict[str, np.ndarray], policy_version: int = -1) -> object: ...
 
     def send_episode(self, stats: dict) -> None: ...
 
@@ -40,22 +42,15 @@ class ActorLink(Protocol):
 
 
 class ChunkWriter:
-    """Columnar rows of one actor stream (docs/architecture.md), cut into chunks with exactly-once counters."""
+    """Columnar rows of one actor stream (the `ChunkSchema`), cut into chunks; the link stamps their counters."""
 
-    def __init__(self, spec: ObsSpec, session: str, max_rows: int = CHUNK_MAX_ROWS):
-        self.spec, self.session, self.max_rows = spec, session, max_rows
-        self.seq = 0  # chunks handed out so far
-        self.rows = 0  # rows handed out so far: step0 of the next chunk
+    def __init__(self, spec: ObsSpec, max_rows: int = CHUNK_MAX_ROWS):
+        self.spec, self.schema, self.max_rows = spec, ChunkSchema.of(spec), max_rows
         self.version = -1
         self._new()
 
     def _new(self) -> None:
-        n, spec = self.max_rows, self.spec
-        self.cols = {f"obs.{c.name}": np.zeros((n, *c.shape), c.dtype) for c in spec.components}
-        self.cols["action"] = np.zeros((n, spec.act_dim), np.float32)
-        self.cols["reward"] = np.zeros(n, np.float32)
-        for flag in ("terminated", "truncated", "first"):
-            self.cols[flag] = np.zeros(n, bool)
+        self.cols = self.schema.empty(self.max_rows)
         self.n = 0
 
     def add(self, obs: Any, action: np.ndarray | None, reward: float, terminated: bool, truncated: bool,
@@ -75,16 +70,13 @@ class ChunkWriter:
         self.n += 1
         return self.n >= self.max_rows
 
-    def flush(self) -> tuple[dict[str, np.ndarray], dict] | None:
-        """The pending rows as (arrays, meta), or None; the arrays are handed over (never reused here)."""
+    def flush(self) -> tuple[dict[str, np.ndarray], int] | None:
+        """The pending rows and the policy version of their first row, or None; the arrays are handed over."""
         if self.n == 0:
             return None
         arrays = {k: v[:self.n] for k, v in self.cols.items()}
-        meta = {"session": self.session, "seq": self.seq, "step0": self.rows, "policy_version": self.version}
-        self.seq += 1
-        self.rows += self.n
         self._new()
-        return arrays, meta
+        return arrays, self.version
 
 
 class NoiseBlock:
@@ -106,8 +98,8 @@ class NoiseBlock:
 class WeightsFollower:
     """Builds a `Policy` from each weights message on a helper thread; `ready()` hands it over between steps."""
 
-    def __init__(self, spec: ObsSpec, log: Callable[[str], None], threads: int | None = None):
-        self.spec, self.log, self.threads = spec, log, threads
+    def __init__(self, spec: ObsSpec, threads: int | None = None):
+        self.spec, self.threads = spec, threads
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="tmrlx-weights")
         self._pending: Future | None = None
         self._queued: tuple[int, dict, dict] | None = None
@@ -129,9 +121,9 @@ class WeightsFollower:
         try:
             return fut.result()
         except WeightsError as e:
-            self.log(f"tmrlx actor: ignoring weights: {e}")
+            log.warning("ignoring weights: %s", e)
         except Exception as e:  # a malformed message off the network must never stop the real-time loop
-            self.log(f"tmrlx actor: ignoring malformed weights ({type(e).__name__}: {e})")
+            log.warning("ignoring malformed weights (%s: %s)", type(e).__name__, e)
         return None
 
     def close(self) -> None:
@@ -150,8 +142,7 @@ class Rollout:
     def __init__(self, env: Any, spec: ObsSpec, client: ActorLink | None, *, mode: str = "actor",
                  policy: Policy | None = None, max_steps: int = 1000, time_step: float = 0.05,
                  deterministic: bool | None = None, seed: int | None = None, session: str | None = None,
-                 chunk_seconds: float = CHUNK_SECONDS, chunk_rows: int = CHUNK_MAX_ROWS, policy_threads: int | None = None,
-                 log: Callable[[str], None] | None = None):
+                 chunk_seconds: float = CHUNK_SECONDS, chunk_rows: int = CHUNK_MAX_ROWS, policy_threads: int | None = None):
         if mode not in ("actor", "expert", "test"):
             raise ValueError(f"mode is {mode!r}: expected 'actor', 'expert' or 'test'")
         if mode == "expert" and policy is None:
@@ -165,11 +156,10 @@ class Rollout:
         self.noise = NoiseBlock(self.rng, spec.act_dim)
         self.seed = seed
         self.session = session or secrets.token_hex(8)
-        self.writer = ChunkWriter(spec, self.session, chunk_rows)
+        self.writer = ChunkWriter(spec, chunk_rows)
         self.chunk_seconds = chunk_seconds
-        self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
         follow = mode != "expert" and client is not None
-        self.follower = WeightsFollower(spec, self.log, policy_threads) if follow else None
+        self.follower = WeightsFollower(spec, policy_threads) if follow else None
         self.episodes = 0
         self._chunk_t0 = 0.0
 
@@ -250,7 +240,7 @@ class Rollout:
         new = self.follower.ready()
         if new is not None:
             if self.policy is None:
-                self.log(f"tmrlx {self.mode}: first weights received (version {new.version}, {new.arch.get('type')})")
+                log.info("first weights received (version %d, %s)", new.version, new.arch.get("type"))
             self.policy = new
 
     def _add(self, obs: Any, action: np.ndarray | None, reward: float, terminated: bool, truncated: bool) -> None:
@@ -281,6 +271,6 @@ class Rollout:
                 stats[key] = float(info[key]) if key == "progress" else bool(info[key])
         budget_ms = self.time_step * INFERENCE_BUDGET * 1e3
         if stats["inference_p50_ms"] > budget_ms:
-            self.log(f"tmrlx {self.mode}: warning: inference takes {stats['inference_p50_ms']:.2f} ms per step (median), "
-                     f"more than a quarter of the {self.time_step * 1e3:.0f} ms time step: expect late time steps")
+            log.warning("inference takes %.2f ms per step (median), more than a quarter of the %.0f ms time step: "
+                        "expect late time steps", stats["inference_p50_ms"], self.time_step * 1e3)
         return stats

@@ -123,7 +123,7 @@ class StaticEnv:
 
 
 class NullLink:
-    def send_samples(self, arrays, meta):
+    def send_samples(self, arrays, policy_version=-1):
         pass
 
     def send_episode(self, stats):

@@ -46,7 +46,7 @@ def _broker_proc(cfg_dict: dict, stop: Any) -> None:
 
 
 def _actor_proc(cfg_dict: dict, rows: int, stop: Any) -> None:
-    from tmrlx.common.wire.transport import ActorClient
+    from tmrlx.actor.link import ActorClient
 
     cfg = Config.from_dict(cfg_dict)
     spec = spec_from_config(cfg)
@@ -131,7 +131,7 @@ def _drain(learner: Any, timeout: float) -> int:
 
 
 def _run_tmrlx(ctx: Any, cfg: Config, rows: int, seconds: float, window: float) -> float:
-    from tmrlx.common.wire.transport import LearnerClient
+    from tmrlx.learner.link import LearnerClient
 
     stop = ctx.Event()
     procs = [ctx.Process(target=_broker_proc, args=(cfg.to_dict(), stop)),

@@ -75,7 +75,8 @@ def filled_replay(spec, rows: int, seed: int = 0):
                                 else rng.random((rows, *c.shape), dtype=np.float32)) for c in spec.components}
     arrays.update(action=rng.uniform(-1, 1, (rows, spec.act_dim)).astype(np.float32), reward=rng.random(rows, dtype=np.float32),
                   terminated=rng.random(rows) < 0.01, truncated=np.zeros(rows, bool), first=np.arange(rows) % 500 == 0)
-    return insert(init_replay(spec, rows), Ingest(spec).rows_of({"session": "bench", "step0": 0}, arrays))
+    meta = {"session": "bench", "seq": 0, "step0": 0, "policy_version": 0}
+    return insert(init_replay(spec, rows), Ingest(spec).rows_of(meta, arrays))
 
 
 def host_sample(host: dict, spec, rng, batch: int) -> tuple[dict, np.ndarray]:

@@ -9,11 +9,8 @@ non-blocking: a slow or dead peer never stalls the loop.
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import logging
-import signal
-import sys
 import threading
 import time
 from collections import OrderedDict, deque
@@ -23,13 +20,15 @@ from typing import Any
 import numpy as np
 import zmq
 from tmrlx.broker.status import Status
+from tmrlx.common.chunks import ChunkError, ChunkSchema
 from tmrlx.common.config import Config
 from tmrlx.common.specs import spec_from_config
 from tmrlx.common.wire import frames as wire
 from tmrlx.common.wire import security
 from tmrlx.common.wire.codec import MAX_LAYOUTS, Decoded, ProtocolError
+from tmrlx.common.wire.handshake import ROLES, ServerHandshake
 from tmrlx.common.wire.liveness import HEARTBEAT_S, MISSES, Clock, Liveness
-from tmrlx.common.wire.protocol import ROLES, MsgType, check_chunk, chunk_fields, error, make, parse
+from tmrlx.common.wire.protocol import MsgType, error, make, parse
 from zmq.utils.monitor import recv_monitor_message
 
 log = logging.getLogger("tmrlx.broker")
@@ -39,17 +38,25 @@ MAX_PENDING = 1024
 MAX_SESSIONS = 4096
 
 
-@dataclass
-class Handshake:
-    """A client between HELLO and AUTH."""
+@dataclass(frozen=True)
+class BrokerSettings:
+    """What the broker needs from the config, resolved once (nothing on the per-message path reads the config)."""
 
-    role: str
-    session: str
-    address: str
-    client_nonce: bytes
-    server_nonce: bytes
-    policy_version: int
-    started: float
+    auth_key: bytes
+    curve: security.CurveKeys | None
+    max_bytes: int
+    max_buffered: int
+    max_actors: int  # -1: no cap
+    port: int
+    schema: ChunkSchema
+    spec_hash: str
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> BrokerSettings:
+        spec = spec_from_config(cfg)
+        curve = security.curve_keys(cfg, server=True) if cfg.TLS else None
+        return cls(security.auth_key(cfg.PASSWORD), curve, cfg.BUFFER_SIZE, cfg.BUFFERS_MAXLEN, cfg.NB_WORKERS, cfg.PORT,
+                   ChunkSchema.of(spec), spec.hash())
 
 
 @dataclass
@@ -72,10 +79,7 @@ class Broker:
 
     def __init__(self, cfg: Config, *, host: str = "0.0.0.0", port: int | None = None, heartbeat_s: float = HEARTBEAT_S,
                  actor_window: int = 16, clock: Clock = time.monotonic):
-        self.cfg = cfg
-        spec = spec_from_config(cfg)
-        self._fields, self._spec_hash = chunk_fields(spec), spec.hash()
-        self._key = security.auth_key(cfg.PASSWORD)
+        self.settings = settings = BrokerSettings.from_config(cfg)
         self._hb, self._clock, self._window = heartbeat_s, clock, actor_window
         self._credit_batch = max(1, actor_window // 4)  # CREDIT per chunk cost a message each way per chunk
         self._ctx = zmq.Context()
@@ -84,30 +88,29 @@ class Broker:
         self.sock = self._ctx.socket(zmq.ROUTER)
         self.sock.router_mandatory = 1
         self.sock.linger = 0
-        self.sock.maxmsgsize = cfg.BUFFER_SIZE
-        if cfg.TLS:
-            keys = security.curve_keys(cfg, server=True)
-            self._zap = security.ZapHandler(self._ctx, keys.allowed)
-            security.secure_server(self.sock, keys)
+        self.sock.maxmsgsize = settings.max_bytes
+        if settings.curve is not None:
+            self._zap = security.ZapHandler(self._ctx, settings.curve.allowed)
+            security.secure_server(self.sock, settings.curve)
             self._monitor = self.sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_AUTH)
-        port = cfg.PORT if port is None else port
+        port = settings.port if port is None else port
         self.sock.bind(f"tcp://{host}:{port or '*'}")
         self.host, self.port = host, int(self.sock.last_endpoint.rsplit(b":", 1)[1])
         self.peers: dict[bytes, Peer] = {}
-        self._pending: OrderedDict[bytes, Handshake] = OrderedDict()
+        self._pending: OrderedDict[bytes, ServerHandshake] = OrderedDict()
         self._learner: bytes | None = None
         self._buffer: deque[tuple[int, Frames, int]] = deque()  # rows, frames, bytes
         self._buffered = 0
         self._weights: tuple[int, Frames] | None = None
         self._episodes: deque[Frames] = deque(maxlen=1000)
         self._seen: OrderedDict[str, int] = OrderedDict()
-        self._checked: dict[bytes, int] = {}  # chunk declarations -> rows, for those that passed check_chunk
+        self._checked: dict[bytes, int] = {}  # chunk declarations -> rows, for those that passed the check
         self.counts = dict.fromkeys(("samples_in", "bytes_in", "samples_out", "bytes_out", "chunks_in", "chunks_out",
                                      "dropped", "duplicates", "rejected", "refused"), 0)
         self._stop = threading.Event()
         self._serving = False
         self._warned: dict[str, float] = {}
-        if not cfg.TLS and host not in LOOPBACK:
+        if settings.curve is None and host not in LOOPBACK:
             log.warning("TLS is false: samples, weights and handshakes travel in clear on %s:%d "
                         "(set TLS true to encrypt them with CurveZMQ)", host, self.port)
 
@@ -187,7 +190,7 @@ class Broker:
         if peer is not None:
             peer.live.received()
         try:
-            mtype, msg = parse(frames, self.cfg.BUFFER_SIZE)
+            mtype, msg = parse(frames, self.settings.max_bytes)
         except ProtocolError as e:
             self._reject(ident, peer, e.reason, fatal=e.fatal)
             return
@@ -220,14 +223,15 @@ class Broker:
         address = _peer_address(first)
         if h["role"] not in ROLES:
             return self._refuse(ident, address, h, f"role {h['role']!r} is not one of {ROLES}")
-        if h["spec_hash"] != self._spec_hash:
+        mine = self.settings.spec_hash
+        if h["spec_hash"] != mine:
             return self._refuse(ident, address, h, f"its observation layout (spec {h['spec_hash']}) differs from the "
-                                                   f"broker's ({self._spec_hash}): ENV settings must match on every machine")
+                                                   f"broker's ({mine}): ENV settings must match on every machine")
         while len(self._pending) >= MAX_PENDING:
             self._pending.popitem(last=False)
-        hs = Handshake(h["role"], h["session"], address, h["nonce"], security.nonce(), h["policy_version"], self._clock())
+        hs = ServerHandshake.from_hello(h, address, self._clock())
         self._pending[ident] = hs
-        self._send(ident, make(MsgType.CHALLENGE, {"nonce": hs.server_nonce, "echo": hs.client_nonce}))
+        self._send(ident, hs.challenge())
 
     def _refuse(self, ident: bytes, address: str, h: dict, reason: str, fatal: bool = True) -> None:
         self.counts["refused"] += 1
@@ -240,7 +244,7 @@ class Broker:
             self._send(ident, error("AUTH without HELLO: say HELLO first", retry=True))
             return
         hd = {"role": hs.role, "session": hs.session}
-        if not security.verify(self._key, h["mac"], "client", hs.client_nonce, hs.server_nonce, hs.session, hs.role):
+        if not hs.verify(self.settings.auth_key, h):
             return self._refuse(ident, hs.address, hd, "wrong PASSWORD (it must match on every machine)")
         for old, p in list(self.peers.items()):
             if p.session == hs.session:
@@ -249,15 +253,15 @@ class Broker:
             other = self.peers[self._learner].session
             return self._refuse(ident, hs.address, hd, f"another learner ({other}) is connected; retrying", fatal=False)
         actors = sum(p.role == "actor" for p in self.peers.values())
-        if hs.role == "actor" and self.cfg.NB_WORKERS != -1 and actors >= self.cfg.NB_WORKERS:
-            return self._refuse(ident, hs.address, hd, f"NB_WORKERS={self.cfg.NB_WORKERS} actors are already connected")
+        cap = self.settings.max_actors
+        if hs.role == "actor" and cap != -1 and actors >= cap:
+            return self._refuse(ident, hs.address, hd, f"NB_WORKERS={cap} actors are already connected")
         peer = Peer(hs.role, hs.session, hs.address, Liveness(self._hb, MISSES, self._clock), hs.policy_version)
         self.peers[ident] = peer
         if hs.role == "learner":
             self._learner = ident
-        proof = security.mac(self._key, "broker", hs.client_nonce, hs.server_nonce, hs.session)
         credit = self._window if hs.role == "actor" else 0
-        self._send(ident, make(MsgType.WELCOME, {"mac": proof, "credit": credit, "heartbeat_s": self._hb}))
+        self._send(ident, hs.welcome(self.settings.auth_key, credit, self._hb))
         log.info("%s %s connected from %s", hs.role, hs.session, hs.address)
         if hs.role == "actor":
             self._give_weights(ident, peer)
@@ -275,10 +279,10 @@ class Broker:
             return
         try:
             rows = self._checked.get(msg.decl) or self._check(msg)
-        except ProtocolError as e:
+        except ChunkError as e:
             self.counts["rejected"] += 1
-            self._warn("chunk", f"rejected a chunk of actor {peer.session}: {e.reason}")
-            self._send(ident, error(e.reason))
+            self._warn("chunk", f"rejected a chunk of actor {peer.session}: {e}")
+            self._send(ident, error(str(e)))
             return
         self._seen[peer.session] = h["seq"]
         self._seen.move_to_end(peer.session)
@@ -289,14 +293,14 @@ class Broker:
         self.counts["samples_in"] += rows
         self.counts["bytes_in"] += msg.nbytes
         self.counts["chunks_in"] += 1
-        while self._buffered > self.cfg.BUFFERS_MAXLEN:
+        while self._buffered > self.settings.max_buffered:
             dropped = self._buffer.popleft()[0]
             self._buffered -= dropped
             self.counts["dropped"] += dropped
 
     def _check(self, msg: Decoded) -> int:
         """Rows of a chunk held to the spec; remembered per distinct declarations (a stream repeats them)."""
-        rows = check_chunk(self._fields, msg.layout)
+        rows = self.settings.schema.check_layout(msg.layout)
         if len(self._checked) >= MAX_LAYOUTS:
             self._checked.clear()
         self._checked[msg.decl] = rows
@@ -389,32 +393,3 @@ def _peer_address(frame: Any) -> str:
         return frame.get("Peer-Address")
     except (AttributeError, zmq.ZMQError):
         return "?"
-
-
-def run(cfg: Config, args: argparse.Namespace) -> int:
-    """`tmrlx broker`: serve on 0.0.0.0:PORT with a live one-line status until Ctrl-C."""
-    tty = sys.stderr.isatty()
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format=("\r\033[K" if tty else "") + "tmrlx broker: %(message)s")
-    broker = Broker(cfg)
-    signal.signal(signal.SIGTERM, lambda *_: broker.stop())
-    log.info("listening on %s:%d (TLS %s)", broker.host, broker.port, "on" if cfg.TLS else "off")
-    last = [0.0]
-
-    def show(line: str) -> None:
-        if tty:
-            sys.stderr.write("\r\033[K" + line)
-            sys.stderr.flush()
-        elif time.monotonic() - last[0] >= 10.0:
-            last[0] = time.monotonic()
-            print(line, file=sys.stderr, flush=True)
-
-    try:
-        broker.serve_forever(on_status=show)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        broker.close()
-        if tty:
-            sys.stderr.write("\n")
-    return 0

@@ -242,9 +242,6 @@ class Section(Mapping):
 
     def __init__(self, data: Mapping[str, Any]):
         object.__setattr__(self, "_data", MappingProxyType(dict(data)))
-        # Keys are also plain instance attributes: `__getattr__` alone cost ~1.5 us per read, and the wire's
-        # hot paths read the config per message. A key named like a method stays reachable by `[]` only.
-        vars(self).update({k: v for k, v in self._data.items() if not hasattr(type(self), k)})
 
     def __getattr__(self, name: str) -> Any:
         try:

@@ -7,7 +7,7 @@ one is used instead.
 
 from __future__ import annotations
 
-import sys
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ import jax
 import orbax.checkpoint as ocp
 
 KEEP = 3
+log = logging.getLogger("tmrlx.learner")
 
 
 class Checkpoints:
@@ -41,7 +42,7 @@ class Checkpoints:
     def restore(self, like: Any) -> tuple[int, Any, dict] | None:
         """The newest readable checkpoint as (step, arrays shaped like `like`, meta), or None when there is none.
 
-        A checkpoint that fails to load is reported on stderr and the previous one is tried.
+        A checkpoint that fails to load is reported (logged) and the previous one is tried.
         """
         target = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
         for step in self.steps():
@@ -51,8 +52,7 @@ class Checkpoints:
                 return step, out["arrays"], dict(out["meta"])
             except Exception as e:  # orbax/tensorstore raise many types for truncated or corrupt files
                 first_line = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
-                print(f"tmrlx learner: checkpoint {self.directory / str(step)} is unreadable ({first_line}); "
-                      "trying the previous one", file=sys.stderr)
+                log.warning("checkpoint %s is unreadable (%s); trying the previous one", self.directory / str(step), first_line)
         return None
 
     def close(self) -> None:

@@ -12,13 +12,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+from tmrlx.common.chunks import ChunkSchema
 from tmrlx.common.specs import ObsSpec
-
-FLAGS = ("terminated", "truncated", "first")
-
-
-class ChunkError(ValueError):
-    """A chunk that does not match the learner's observation layout; the message says what is wrong."""
 
 
 class Ingest:
@@ -26,6 +21,8 @@ class Ingest:
 
     def __init__(self, spec: ObsSpec):
         self.spec = spec
+        self.schema = ChunkSchema.of(spec)
+        self.stored = tuple(k for k in self.schema.replay_fields() if k not in ("first", "prev"))
         self.rows = 0  # absolute index of the next replay row
         self.sessions: dict[str, list[int]] = {}  # session -> [next step0, absolute index of its last row]
 
@@ -37,35 +34,9 @@ class Ingest:
         self.rows = int(state["rows"])
         self.sessions = {str(k): [int(a), int(b)] for k, (a, b) in state["sessions"].items()}
 
-    def check(self, meta: Mapping[str, Any], arrays: Mapping[str, Any]) -> int:
-        """Validate one chunk against the spec and return its row count; raises ChunkError."""
-        who = f"chunk {meta.get('seq', '?')} of session {meta.get('session', '?')!r}"
-        if "reward" not in arrays or np.ndim(arrays["reward"]) != 1:
-            raise ChunkError(f"{who}: field 'reward' is missing or not 1-D")
-        t = len(arrays["reward"])
-        expected = {f"obs.{c.name}": ((t, *c.shape), c.dtype) for c in self.spec.components}
-        expected["action"] = ((t, self.spec.act_dim), "float32")
-        expected["reward"] = ((t,), "float32")
-        expected.update({f: ((t,), "bool") for f in FLAGS})
-        for name, (shape, dtype) in expected.items():
-            if name not in arrays:
-                raise ChunkError(f"{who}: field {name!r} is missing")
-            v = np.asarray(arrays[name])
-            if v.shape != shape:
-                raise ChunkError(f"{who}: field {name!r} has shape {v.shape}, expected {shape}")
-            if np.dtype(dtype) == np.uint8 and v.dtype != np.uint8:
-                raise ChunkError(f"{who}: field {name!r} has dtype {v.dtype}, expected uint8")
-            if v.dtype.kind not in "biuf":
-                raise ChunkError(f"{who}: field {name!r} has dtype {v.dtype}, expected numbers")
-            if v.dtype.kind == "f" and not np.all(np.isfinite(v)):
-                raise ChunkError(f"{who}: field {name!r} holds NaN or infinite values")
-        if not isinstance(meta.get("step0"), (int, np.integer)) or "session" not in meta:
-            raise ChunkError(f"{who}: metadata needs an integer 'step0' and a 'session'")
-        return t
-
     def rows_of(self, meta: Mapping[str, Any], arrays: Mapping[str, Any]) -> dict[str, np.ndarray]:
         """Replay rows of one chunk (possibly empty when it is a duplicate); advances the bookkeeping."""
-        t = self.check(meta, arrays)
+        t = self.schema.check(meta, arrays)
         session, step0 = str(meta["session"]), int(meta["step0"])
         known = self.sessions.get(session)
         skip = 0 if known is None else min(max(known[0] - step0, 0), t)
@@ -80,9 +51,8 @@ class Ingest:
         prev = np.where(first, absolute, absolute - 1)
         if linked and not first[0]:
             prev[0] = known[1]
-        out = {f"obs.{c.name}": np.asarray(arrays[f"obs.{c.name}"], c.dtype)[skip:] for c in self.spec.components}
-        out.update(action=np.asarray(arrays["action"], np.float32)[skip:], reward=np.asarray(arrays["reward"], np.float32)[skip:],
-                   terminated=np.asarray(arrays["terminated"], bool)[skip:], first=first, prev=prev.astype(np.int32))
+        out = {k: np.asarray(arrays[k])[skip:] for k in self.stored}
+        out.update(first=first, prev=prev.astype(np.int32))
         self.sessions[session] = [step0 + t, int(absolute[-1])]
         self.rows += n
         return out

@@ -35,7 +35,7 @@ def _source(cfg: Config, spec, args: argparse.Namespace):
         from tmrlx.learner.source import GymSource
 
         return GymSource(interface[4:], spec, seed=getattr(args, "seed", 0), steps_per_poll=cfg.UPDATE_BUFFER_INTERVAL)
-    from tmrlx.common.wire.transport import LearnerClient
+    from tmrlx.learner.link import LearnerClient
 
     return LearnerClient(cfg, spec)
 

@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import struct
+from tmrlx.common.chunks import ChunkSchema
 from tmrlx.common.specs import ObsSpec
 
 RESAMPLE_ROUNDS = 3  # invalid draws are redrawn this many times, then masked out of the loss
@@ -33,16 +34,8 @@ class Replay:
         return int(self.data["reward"].shape[0])
 
 
-def row_fields(spec: ObsSpec) -> dict[str, tuple[tuple[int, ...], str]]:
-    """Stored fields: name -> (per-row shape, dtype)."""
-    fields = {f"obs.{c.name}": (tuple(c.shape), c.dtype) for c in spec.components}
-    fields.update(action=((spec.act_dim,), "float32"), reward=((), "float32"), terminated=((), "bool"),
-                  first=((), "bool"), prev=((), "int32"))
-    return fields
-
-
 def init_replay(spec: ObsSpec, capacity: int, device: jax.Device | None = None) -> Replay:
-    data = {k: jnp.zeros((capacity, *shape), dtype) for k, (shape, dtype) in row_fields(spec).items()}
+    data = {k: jnp.zeros((capacity, *shape), dtype) for k, (dtype, shape) in ChunkSchema.of(spec).replay_fields().items()}
     return jax.device_put(Replay(data, jnp.zeros((), jnp.int32)), device)
 
 
@@ -63,7 +56,7 @@ _insert_donated = jax.jit(_insert.__wrapped__, donate_argnums=0)
 
 
 def insert(replay: Replay, rows: Mapping[str, np.ndarray]) -> Replay:
-    """Append host rows (all fields of `row_fields`, `prev` absolute) in one device call; pads to a
+    """Append host rows (all fields of `ChunkSchema.replay_fields`, `prev` absolute) in one device call; pads to a
     power-of-two bucket so the insert compiles only a handful of times."""
     n = int(rows["reward"].shape[0])
     if n == 0:

@@ -7,20 +7,20 @@ be run and tested on one machine (`tmrlx learner --local-source`).
 
 from __future__ import annotations
 
-import uuid
 from collections import deque
 from collections.abc import Mapping
 from typing import Any, Protocol
 
 import jax
 import numpy as np
+from tmrlx.common.chunks import ChunkSchema, StreamCounter
 from tmrlx.common.specs import ObsSpec
 from tmrlx.learner.networks import Actor, Arch, squashed_sample
 from tmrlx.learner.publish import params_from_weights
 
 
 class Source(Protocol):
-    """The three calls the training loop makes (`common.transport.LearnerClient` provides them)."""
+    """The three calls the training loop makes (`tmrlx.learner.link.LearnerClient` provides them)."""
 
     def poll_samples(self, max_chunks: int | None = None, timeout: float = 0.0) -> list[tuple[dict, dict]]: ...
     def poll_episodes(self) -> list[dict]: ...
@@ -36,7 +36,7 @@ class GymSource:
         self.env = gymnasium.make(env_id)
         self.spec, self.steps_per_poll = spec, steps_per_poll
         self.rng = np.random.default_rng(seed)
-        self.session, self.seq, self.step = uuid.uuid4().hex, 0, 0
+        self.schema, self.stream, self.step = ChunkSchema.of(spec), StreamCounter(), 0
         self.low, self.high = self.env.action_space.low, self.env.action_space.high
         self.policy, self.params, self.version = None, None, 0
         self.episodes: list[dict] = []
@@ -71,13 +71,12 @@ class GymSource:
         return np.asarray(self.policy(self.params, self.spec.normalise(parts), eps))[0]
 
     def poll_samples(self, max_chunks: int | None = None, timeout: float = 0.0) -> list[tuple[dict, dict]]:
-        rows: dict[str, list] = {k: [] for k in ("action", "reward", "terminated", "truncated", "first")}
-        frames: dict[str, list] = {c.name: [] for c in self.spec.components}
-        step0 = self.step
-        for _ in range(self.steps_per_poll):
+        chunk = self.schema.empty(self.steps_per_poll)
+        for k in range(self.steps_per_poll):
             if self.pending_first:
-                act, rew, term, trunc, first = np.zeros(self.spec.act_dim, np.float32), 0.0, False, False, True
+                chunk["first"][k] = True
                 self.pending_first = False
+                term = trunc = False
             else:
                 act = self._act()
                 obs, rew, term, trunc, _ = self.env.step(self.low + (act + 1.0) * 0.5 * (self.high - self.low))
@@ -85,25 +84,17 @@ class GymSource:
                     self.hist[c.name].append(self._part(obs, i))
                 if self.spec.act_buf_len:
                     self.acts.append(act)
-                first = False
+                chunk["action"][k], chunk["reward"][k], chunk["terminated"][k], chunk["truncated"][k] = act, rew, term, trunc
                 self.ep_return += float(rew)
                 self.ep_len += 1
             for c in self.spec.components:
-                frames[c.name].append(self.hist[c.name][-1])
-            for k, v in zip(rows, (act, rew, term, trunc, first)):
-                rows[k].append(v)
+                chunk[f"obs.{c.name}"][k] = self.hist[c.name][-1]
             self.step += 1
             if term or trunc:
                 self.episodes.append({"return": self.ep_return, "length": self.ep_len})
                 self.returns.append(self.ep_return)
                 self._reset()
-        arrays = {f"obs.{c.name}": np.stack(frames[c.name]) for c in self.spec.components}
-        arrays.update(action=np.stack(rows["action"]).astype(np.float32), reward=np.asarray(rows["reward"], np.float32),
-                      terminated=np.asarray(rows["terminated"], bool), truncated=np.asarray(rows["truncated"], bool),
-                      first=np.asarray(rows["first"], bool))
-        meta = {"session": self.session, "seq": self.seq, "step0": step0, "policy_version": self.version}
-        self.seq += 1
-        return [(meta, arrays)]
+        return [(self.stream.stamp(self.steps_per_poll, self.version), chunk)]
 
     def poll_episodes(self) -> list[dict]:
         out, self.episodes = self.episodes, []

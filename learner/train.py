@@ -18,11 +18,12 @@ import jax
 import numpy as np
 from tmrlx.actor.policy import save_weights as write_weights_file
 from tmrlx.common import paths
+from tmrlx.common.chunks import ChunkError
 from tmrlx.common.config import Config, ConfigError
 from tmrlx.common.metrics import JsonlSink, Metrics
 from tmrlx.common.specs import ObsSpec
 from tmrlx.learner.checkpoint import Checkpoints
-from tmrlx.learner.ingest import ChunkError, Ingest, concat_rows
+from tmrlx.learner.ingest import Ingest, concat_rows
 from tmrlx.learner.networks import Arch
 from tmrlx.learner.publish import actor_weights, weights_meta
 from tmrlx.learner.replay import init_replay, insert, size

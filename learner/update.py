@@ -12,8 +12,8 @@ policy loss. The critics are one stacked parameter set evaluated with `vmap`.
 from __future__ import annotations
 
 import functools
+import logging
 import math
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -23,6 +23,8 @@ from tmrlx.common.config import Config
 from tmrlx.common.specs import ObsSpec
 from tmrlx.learner.networks import Actor, Arch, critic_ensemble, dummy_inputs, squashed_sample
 from tmrlx.learner.replay import Replay, sample
+
+log = logging.getLogger("tmrlx.learner")
 
 
 @struct.dataclass
@@ -52,8 +54,7 @@ def pick_device(cfg: Config) -> jax.Device:
         try:
             return jax.devices("gpu")[0]
         except RuntimeError:
-            print("tmrlx learner: CUDA_TRAINING is true but JAX sees no GPU (install jax[cuda12]?): training on the CPU",
-                  file=sys.stderr)
+            log.warning("CUDA_TRAINING is true but JAX sees no GPU (install jax[cuda12]?): training on the CPU")
     return jax.devices("cpu")[0]
 
 

@@ -13,7 +13,7 @@ import pytest
 from tmrlx.actor.policy import load_weights, save_weights
 from tmrlx.common.config import Config
 from tmrlx.common.specs import spec_from_config
-from tmrlx.common.wire.transport import LearnerClient
+from tmrlx.learner.link import LearnerClient
 
 from tmrlx.testing import running_broker
 
@@ -94,7 +94,10 @@ def test_expert_sends_its_fixed_policy_samples_and_two_actors_share_the_machine_
             actors = [tmrlx(["actor", *port], tmp_path) for _ in range(2)]  # two on one machine, until told to stop
             deadline = time.monotonic() + 60
             got: dict[str, list] = {}
-            while min([sum(len(a["reward"]) for _, a in c) for c in got.values()] or [0]) < 100 or len(got) < 2:
+            def fed(chunks: list) -> bool:  # 100 rows and the broker's weights in use (an event, not a row count alone)
+                return sum(len(a["reward"]) for _, a in chunks) >= 100 and chunks[-1][0]["policy_version"] == 99
+
+            while len(got) < 2 or not all(fed(c) for c in got.values()):
                 assert time.monotonic() < deadline, {k: len(v) for k, v in got.items()}
                 for meta, arrays in learner.poll_samples(timeout=0.5):
                     got.setdefault(meta["session"], []).append((meta, arrays))

@@ -13,10 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from tmrlx.actor.envs import make_env
+from tmrlx.actor.link import ActorClient
 from tmrlx.actor.rollout import Rollout
 from tmrlx.common.config import Config, load_config
 from tmrlx.common.specs import ObsSpec, spec_from_config
-from tmrlx.common.wire.transport import ActorClient, LearnerClient
+from tmrlx.learner.link import LearnerClient
 
 from tmrlx.testing import free_port, running_broker
 
@@ -43,9 +44,10 @@ class Tee:
     def __init__(self, client: ActorClient):
         self.client, self.sent = client, []
 
-    def send_samples(self, arrays, meta):
+    def send_samples(self, arrays, policy_version=None):
+        meta = self.client.send_samples(arrays, policy_version)
         self.sent.append((dict(meta), {k: np.array(v) for k, v in arrays.items()}))
-        self.client.send_samples(arrays, meta)
+        return meta
 
     def __getattr__(self, name):
         return getattr(self.client, name)

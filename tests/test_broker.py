@@ -7,11 +7,12 @@ import msgpack
 import numpy as np
 import pytest
 import zmq
+from tmrlx.actor.link import ActorClient
 from tmrlx.common.config import load_config
 from tmrlx.common.specs import spec_from_config
 from tmrlx.common.wire.codec import MAGIC, VERSION
 from tmrlx.common.wire.protocol import MsgType, make, parse
-from tmrlx.common.wire.transport import ActorClient, LearnerClient
+from tmrlx.learner.link import LearnerClient
 
 from tmrlx.testing import counting_actor, numbered_chunk, rows_of, running_broker, wait_for
 

@@ -1,11 +1,12 @@
-"""Protocol: types and header keys are checked; chunks must match the observation spec exactly."""
+"""Protocol and chunk contract: types and header keys are checked; chunks must match the observation spec exactly."""
 
 import numpy as np
 import pytest
+from tmrlx.common.chunks import ChunkError, ChunkSchema
 from tmrlx.common.config import load_config
 from tmrlx.common.specs import spec_from_config
 from tmrlx.common.wire.codec import ProtocolError, encode
-from tmrlx.common.wire.protocol import MsgType, check_chunk, chunk_fields, make, parse
+from tmrlx.common.wire.protocol import MsgType, make, parse
 
 from tmrlx.testing import numbered_chunk
 
@@ -21,7 +22,7 @@ def test_round_trip_of_a_typed_message(spec):
     mtype, msg = parse(make(MsgType.SAMPLES, {"session": "a", "seq": 0, "step0": 0, "policy_version": 2},
                             numbered_chunk(spec, 10, 4)), LIMIT)
     assert mtype is MsgType.SAMPLES
-    assert check_chunk(chunk_fields(spec), msg.layout) == 4
+    assert ChunkSchema.of(spec).check_layout(msg.layout) == 4
     np.testing.assert_array_equal(msg.arrays["reward"], [10, 11, 12, 13])
 
 
@@ -46,7 +47,7 @@ def test_arrays_only_on_samples_and_weights():
 
 
 def test_chunk_fields_follow_the_spec(spec):
-    fields = chunk_fields(spec)
+    fields = ChunkSchema.of(spec).fields
     assert fields["obs.images"] == (np.dtype("uint8"), (64, 64))
     assert fields["action"] == (np.dtype("float32"), (3,))
     assert fields["first"] == (np.dtype("bool"), ())
@@ -71,10 +72,10 @@ def _bad(spec, change):
     (lambda c: c.update(first=np.zeros((5, 1), bool)), "'first' is bool"),
 ])
 def test_bad_chunks_are_refused(spec, change, reason):
-    with pytest.raises(ProtocolError, match=reason):
-        check_chunk(chunk_fields(spec), _bad(spec, change))
+    with pytest.raises(ChunkError, match=reason):
+        ChunkSchema.of(spec).check_layout(_bad(spec, change))
 
 
 def test_empty_chunk_is_refused(spec):
-    with pytest.raises(ProtocolError, match="no rows"):
-        check_chunk(chunk_fields(spec), _layout(numbered_chunk(spec, 0, 0)))
+    with pytest.raises(ChunkError, match="no rows"):
+        ChunkSchema.of(spec).check_layout(_layout(numbered_chunk(spec, 0, 0)))

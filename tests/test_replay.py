@@ -3,8 +3,9 @@
 import jax
 import numpy as np
 import pytest
+from tmrlx.common.chunks import ChunkError
 from tmrlx.common.specs import Component, ObsSpec
-from tmrlx.learner.ingest import ChunkError, Ingest
+from tmrlx.learner.ingest import Ingest
 from tmrlx.learner.replay import init_replay, insert, sample, size
 
 SPEC = ObsSpec((Component("x", (1,), history=3), Component("y", (2,))), act_dim=1, act_buf_len=2)
@@ -19,6 +20,10 @@ def _stream(session: str, n: int, ep_len: int, rng):
             "action": np.where(first, 0.0, base + idx + 0.5)[:, None].astype(np.float32),
             "reward": idx.astype(np.float32), "terminated": (idx % ep_len == ep_len - 1) & (rng.random(n) < 0.5),
             "truncated": np.zeros(n, bool), "first": first}
+
+
+def _meta(session, step0):
+    return {"session": session, "seq": step0, "step0": step0, "policy_version": 0}
 
 
 def _expected(stream, k):
@@ -36,7 +41,7 @@ def test_sampled_transitions_match_rtgym_observations(capacity):
     for start in range(0, 240, 20):  # interleaved chunks of two sessions
         for s, st in streams.items():
             chunk = {k: v[start:start + 20] for k, v in st.items()}
-            replay = insert(replay, ingest.rows_of({"session": s, "step0": start, "seq": start}, chunk))
+            replay = insert(replay, ingest.rows_of(_meta(s, start), chunk))
     assert size(replay) == min(480, capacity)
     batch, w = jax.jit(lambda r, k: sample(r, SPEC, k, 512))(replay, jax.random.PRNGKey(1))
     batch = jax.device_get(batch)
@@ -65,16 +70,16 @@ def test_duplicates_are_dropped_and_gaps_break_the_chain():
     st = _stream("a", 60, 100, rng)
     ingest = Ingest(SPEC)
     part = lambda a, b: {k: v[a:b] for k, v in st.items()}  # noqa: E731
-    assert len(ingest.rows_of({"session": "a", "step0": 0}, part(0, 20))["prev"]) == 20
-    assert ingest.rows_of({"session": "a", "step0": 0}, part(0, 20)) == {}  # duplicate
-    rows = ingest.rows_of({"session": "a", "step0": 10}, part(10, 30))  # overlap: only rows 20..29 are new
+    assert len(ingest.rows_of(_meta("a", 0), part(0, 20))["prev"]) == 20
+    assert ingest.rows_of(_meta("a", 0), part(0, 20)) == {}  # duplicate
+    rows = ingest.rows_of(_meta("a", 10), part(10, 30))  # overlap: only rows 20..29 are new
     assert len(rows["prev"]) == 10 and rows["prev"][0] == 19
-    rows = ingest.rows_of({"session": "a", "step0": 40}, part(40, 60))  # rows 30..39 were lost
+    rows = ingest.rows_of(_meta("a", 40), part(40, 60))  # rows 30..39 were lost
     assert rows["first"][0] and rows["prev"][0] == 30
 
 
 @pytest.mark.parametrize("field,value,message", [
-    ("obs.x", np.zeros((5, 2), np.float32), "has shape"),
+    ("obs.x", np.zeros((5, 2), np.float32), r"float32\[5, 2\]"),
     ("reward", np.full(5, np.nan, np.float32), "NaN"),
     ("action", None, "missing"),
 ])
@@ -85,5 +90,5 @@ def test_bad_chunks_are_rejected_with_the_field_named(field, value, message):
     else:
         chunk[field] = value
     with pytest.raises(ChunkError, match=message) as e:
-        Ingest(SPEC).rows_of({"session": "a", "step0": 0}, chunk)
+        Ingest(SPEC).rows_of(_meta("a", 0), chunk)
     assert field in str(e.value)

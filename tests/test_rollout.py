@@ -12,6 +12,7 @@ from gymnasium import spaces
 from rtgym import DEFAULT_CONFIG_DICT, RealTimeGymInterface
 from tmrlx.actor.policy import Policy
 from tmrlx.actor.rollout import ChunkWriter, NoiseBlock, Rollout
+from tmrlx.common.chunks import StreamCounter
 from tmrlx.common.specs import Component, ObsSpec
 
 SPEC = ObsSpec((Component("pos", (2,), history=3), Component("cam", (4, 5), "uint8", scale=1 / 256)), act_dim=2,
@@ -56,12 +57,14 @@ class FakeClient:
 
     def __init__(self, weights_at: dict[int, tuple] | None = None):
         self.chunks: list[tuple[dict, dict]] = []
+        self.stream = StreamCounter("fake")
         self.episodes: list[dict] = []
         self.weights_at = dict(weights_at or {})
         self.calls = 0
 
-    def send_samples(self, arrays, meta):
-        self.chunks.append((dict(meta), {k: np.array(v) for k, v in arrays.items()}))
+    def send_samples(self, arrays, policy_version=-1):
+        meta = self.stream.stamp(len(arrays["reward"]), policy_version)  # as the real link stamps them
+        self.chunks.append((meta, {k: np.array(v) for k, v in arrays.items()}))
 
     def send_episode(self, stats):
         self.episodes.append(dict(stats))
@@ -98,7 +101,7 @@ def test_every_row_is_sent_once_in_order_with_newest_frames_only() -> None:
     assert [m["seq"] for m in metas] == list(range(len(metas)))
     sizes = [len(a["reward"]) for _, a in client.chunks]
     assert [m["step0"] for m in metas] == list(np.cumsum([0, *sizes[:-1]]))
-    assert all(m["session"] == rollout.session and m["policy_version"] == -1 for m in metas)
+    assert all(m["policy_version"] == -1 for m in metas)
     rows = all_rows(client.chunks)
     assert rows["obs.pos"].shape == (3 * 8, 2) and rows["obs.cam"].shape == (24, 4, 5) and rows["obs.cam"].dtype == np.uint8
     expected = np.array([[e, t] for e in range(3) for t in range(8)], np.float32)
@@ -130,29 +133,29 @@ def test_episodes_are_truncated_at_the_sample_limit() -> None:
 
 
 def test_chunks_are_cut_by_time_and_by_size() -> None:
-    writer = ChunkWriter(MLP_SPEC, "s", max_rows=3)
+    writer = ChunkWriter(MLP_SPEC, max_rows=3)
     obs = (np.zeros((3, 2)), np.zeros(2), np.zeros(2))
     assert writer.flush() is None
     assert [writer.add(obs, None if i == 0 else np.ones(2), 1.0, False, False, 5) for i in range(3)] == [False, False, True]
-    arrays, meta = writer.flush()
-    assert meta == {"session": "s", "seq": 0, "step0": 0, "policy_version": 5} and len(arrays["reward"]) == 3
+    arrays, version = writer.flush()
+    assert version == 5 and len(arrays["reward"]) == 3
     client = FakeClient()
     Rollout(CounterEnv(length=3), SPEC, client, chunk_seconds=0.0).run(episodes=1)
     assert [len(a["reward"]) for _, a in client.chunks] == [1, 1, 1, 1]  # a time limit of 0: one row per chunk
 
 
-def test_weights_swap_between_steps_and_bad_weights_are_skipped() -> None:
+def test_weights_swap_between_steps_and_bad_weights_are_skipped(caplog) -> None:
     good, meta = mlp_weights(MLP_SPEC, seed=1)
     bad = {**good, "mu/kernel": good["mu/kernel"][:3]}
     malformed = {**meta, "arch": {**meta["arch"], "hidden": None}}
     client = FakeClient({3: (5, good, meta), 12: (6, bad, meta), 20: (7, good, malformed)})
-    logs: list[str] = []
     env = CounterEnv(MLP_SPEC, length=40, delay=0.002)  # time for the helper thread to build each policy
-    rollout = Rollout(env, MLP_SPEC, client, deterministic=True, chunk_rows=2, chunk_seconds=60.0, log=logs.append)
+    rollout = Rollout(env, MLP_SPEC, client, deterministic=True, chunk_rows=2, chunk_seconds=60.0)
     (stats,) = rollout.run(episodes=1)
     versions = [m["policy_version"] for m, _ in client.chunks]
     assert versions[0] == -1 and versions[-1] == 5 and versions == sorted(versions)
     assert stats["policy_version"] == 5
+    logs = [r.getMessage() for r in caplog.records if r.name == "tmrlx.actor"]
     assert any("ignoring weights" in line and "mu/kernel" in line for line in logs)
     assert any("ignoring malformed weights (TypeError" in line for line in logs)
     # once swapped in, the actions are the new policy's deterministic ones
@@ -194,7 +197,7 @@ def test_expert_mode_sends_samples_and_ignores_weight_updates() -> None:
         Rollout(CounterEnv(MLP_SPEC), MLP_SPEC, client, mode="expert")
 
 
-def test_slow_inference_is_reported() -> None:
+def test_slow_inference_is_reported(caplog) -> None:
     weights, meta = mlp_weights(MLP_SPEC, seed=5)
 
     class SlowPolicy(Policy):
@@ -202,11 +205,10 @@ def test_slow_inference_is_reported() -> None:
             time.sleep(0.003)
             return super().act(obs, eps)
 
-    logs: list[str] = []
     stats = Rollout(CounterEnv(MLP_SPEC, 4), MLP_SPEC, None, mode="test", policy=SlowPolicy(weights, meta),
-                    time_step=0.004, log=logs.append).run(episodes=1)
+                    time_step=0.004).run(episodes=1)
     assert stats[0]["inference_p50_ms"] >= 3.0
-    assert any("more than a quarter of the 4 ms time step" in line for line in logs)
+    assert any("more than a quarter of the 4 ms time step" in r.getMessage() for r in caplog.records if r.name == "tmrlx.actor")
 
 
 class TickInterface(RealTimeGymInterface):

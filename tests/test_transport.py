@@ -2,10 +2,12 @@
 
 import time
 
+from tmrlx.actor.link import ActorClient
 from tmrlx.common.config import load_config
 from tmrlx.common.specs import spec_from_config
+from tmrlx.common.wire.link import LinkSettings
 from tmrlx.common.wire.liveness import Backoff, Liveness
-from tmrlx.common.wire.transport import ActorClient, LearnerClient, broker_address
+from tmrlx.learner.link import LearnerClient
 
 from tmrlx.testing import free_port, numbered_chunk, rows_of, running_broker
 
@@ -15,8 +17,8 @@ SPEC = spec_from_config(CFG)
 
 def test_addresses_follow_the_localhost_flags():
     cfg = CFG.replace({"LOCALHOST_WORKER": False, "PUBLIC_IP_SERVER": "10.1.2.3", "PORT": 6000})
-    assert broker_address(cfg, "actor") == "tcp://10.1.2.3:6000"
-    assert broker_address(cfg, "learner") == "tcp://127.0.0.1:6000"
+    assert LinkSettings.from_config(cfg, "actor").address == "tcp://10.1.2.3:6000"
+    assert LinkSettings.from_config(cfg, "learner").address == "tcp://127.0.0.1:6000"
 
 
 def test_liveness_on_a_fake_clock():

@@ -10,6 +10,7 @@ import argparse
 import ast
 import importlib
 import json
+import logging
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,6 +20,9 @@ from typing import Any
 from tmrlx.common import paths
 from tmrlx.common.config import SCHEMA, Config, ConfigError, Key, load_config
 from tmrlx.install import install
+from tmrlx.log import setup as setup_logging
+
+log = logging.getLogger("tmrlx")
 
 
 @dataclass(frozen=True)
@@ -31,7 +35,7 @@ class Command:
 
 
 COMMANDS: dict[str, Command] = {
-    "broker": Command("tmrlx.broker.server", "route samples from actors to the learner and weights back", ("server",)),
+    "broker": Command("tmrlx.broker.main", "route samples from actors to the learner and weights back", ("server",)),
     "learner": Command("tmrlx.learner.main", "train SAC / REDQ-SAC on the samples the broker forwards", ("trainer",)),
     "actor": Command("tmrlx.actor.main", "step the environment with the latest policy and send samples", ("worker",)),
     "test": Command("tmrlx.actor.main", "run the deterministic policy and print episode returns (sends nothing)"),
@@ -162,6 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser(selected).parse_args(argv)
         args.command = ALIASES.get(args.command, args.command)
+        setup_logging(args.command)
         if args.command == "install":
             install()
             return 0
@@ -172,7 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         module = importlib.import_module(COMMANDS[args.command].module)
         return int(module.run(cfg, args) or 0)
     except ConfigError as e:
-        print(f"tmrlx: config error: {e}", file=sys.stderr)
+        log.error("config error: %s", e)
         return 2
     except KeyboardInterrupt:
         return 130

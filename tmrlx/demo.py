@@ -10,6 +10,7 @@ the end of its log and the others are stopped.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import secrets
 import signal
@@ -26,6 +27,7 @@ from tmrlx.common.metrics import follow_jsonl, read_jsonl
 from tmrlx.install import install
 
 DEMO_CONFIG = "config_demo.json"
+log = logging.getLogger("tmrlx")
 
 
 def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
@@ -83,7 +85,7 @@ def _stop(children: list[Child], timeout: float = 60.0) -> None:
             try:
                 c.proc.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                print(f"\n{c.name} did not stop in {timeout:.0f} s: killing it", file=sys.stderr)
+                log.warning("%s did not stop in %.0f s: killing it", c.name, timeout)
                 c.proc.kill()
                 c.proc.wait()
     for c in children:
@@ -129,7 +131,7 @@ def _plot(run_name: str, run_dir: Path) -> None:
 
     rounds = read_jsonl(run_dir / "metrics.jsonl")
     if not rounds:
-        print("no training round finished: no learning curve to draw", file=sys.stderr)
+        log.warning("no training round finished: no learning curve to draw")
         return
     png = plot({run_name: rounds}, list(DEFAULT_KEYS), "samples", run_dir / "learning_curve.png")
     print(f"learning curve: {png}")
@@ -170,8 +172,7 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
             dead = [c for c in children if c.proc.poll() is not None]
             if dead:
                 for c in dead:
-                    print(f"\n{c.name} exited with code {c.proc.returncode}; end of {c.log_path}:\n{c.tail()}",
-                          file=sys.stderr)
+                    log.error("%s exited with code %d; end of %s:\n%s", c.name, c.proc.returncode, c.log_path, c.tail())
                 status = 1
                 break
             if args.until_solved and progress.finishes() >= args.until_solved:

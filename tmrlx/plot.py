@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import math
-import sys
 from pathlib import Path
 
 from tmrlx.common import paths
 from tmrlx.common.config import Config
 from tmrlx.common.metrics import read_jsonl
 
+logger = logging.getLogger("tmrlx")
 DEFAULT_KEYS = ("return", "episode_length", "loss_critic", "loss_actor", "q", "alpha", "entropy", "updates_per_s")
 
 
@@ -55,14 +56,14 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
     for name in args.runs:
         log = paths.logs_dir() / name / "metrics.jsonl"
         if not log.exists():
-            print(f"tmrlx plot: no metrics for run {name!r} (expected {log})", file=sys.stderr)
+            logger.error("no metrics for run %r (expected %s)", name, log)
             return 1
         runs[name] = read_jsonl(log)
     out = args.out or paths.logs_dir() / f"{args.runs[0]}.png"
     try:
         plot(runs, args.keys, args.x, out)
     except ValueError as e:
-        print(f"tmrlx plot: {e}", file=sys.stderr)
+        logger.error("%s", e)
         return 1
     print(f"tmrlx plot: wrote {out}")
     return 0

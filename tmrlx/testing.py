@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 
 from tmrlx.broker.server import Broker
+from tmrlx.common.chunks import ChunkSchema
 from tmrlx.common.config import Config
 from tmrlx.common.specs import ObsSpec, spec_from_config
-from tmrlx.common.wire.protocol import chunk_fields
 
 
 def wait_for(predicate: Any, timeout: float = 10.0, interval: float = 0.02) -> Any:
@@ -54,7 +54,7 @@ def running_broker(cfg: Config, **kwargs: Any) -> Iterator[tuple[Broker, Config]
 
 def numbered_chunk(spec: ObsSpec, step0: int, rows: int) -> dict[str, np.ndarray]:
     """A valid chunk whose `reward` column holds the running row index (so receivers can count rows)."""
-    out = {name: np.zeros((rows, *shape), dtype) for name, (dtype, shape) in chunk_fields(spec).items()}
+    out = ChunkSchema.of(spec).empty(rows)
     out["reward"] = np.arange(step0, step0 + rows, dtype=np.float32)
     return out
 
@@ -69,7 +69,7 @@ def rows_of(chunks: list[tuple[dict, Mapping[str, np.ndarray]]]) -> dict[str, li
 
 def counting_actor(cfg_dict: dict, session: str, chunks: int, rows: int, timeout: float = 30.0) -> None:
     """Child process: send `chunks` numbered chunks of `rows` rows, wait until all are handed over, exit."""
-    from tmrlx.common.wire.transport import ActorClient
+    from tmrlx.actor.link import ActorClient
 
     cfg = Config.from_dict(cfg_dict)
     client = ActorClient(cfg, spec_from_config(cfg), session=session)
@@ -78,7 +78,7 @@ def counting_actor(cfg_dict: dict, session: str, chunks: int, rows: int, timeout
             raise SystemExit(f"actor {session}: not connected ({client.error})")
         spec = spec_from_config(cfg)
         for i in range(chunks):
-            client.send_samples(numbered_chunk(spec, i * rows, rows), {"step0": i * rows})
+            client.send_samples(numbered_chunk(spec, i * rows, rows))
             time.sleep(0.001)
         if not client.flush(timeout):
             raise SystemExit(f"actor {session}: could not send everything: {client.stats()}")

@@ -1,7 +1,7 @@
-"""Message types, the header each one must carry, and the check of a columnar sample chunk.
+"""Message types and the header each one must carry.
 
 The grammar is written out in docs/protocol.md. `parse` turns frames into a checked message or
-raises ProtocolError; `chunk_fields` + `check_chunk` hold a SAMPLES chunk to the observation spec.
+raises ProtocolError; what a SAMPLES chunk holds is the chunk contract's (`tmrlx.common.chunks`).
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from enum import IntEnum
 from typing import Any
 
 import numpy as np
-from tmrlx.common.specs import ObsSpec
-from tmrlx.common.wire.codec import Decoded, Layout, ProtocolError, decode, encode
+from tmrlx.common.chunks import META
+from tmrlx.common.wire.codec import Decoded, ProtocolError, decode, encode
 
 
 class MsgType(IntEnum):
@@ -29,13 +29,12 @@ class MsgType(IntEnum):
     BYE = 11  # client -> broker: I am leaving
 
 
-ROLES = ("actor", "learner")
 SCHEMAS: dict[MsgType, dict[str, Any]] = {
     MsgType.HELLO: {"role": str, "session": str, "spec_hash": str, "nonce": bytes, "policy_version": int},
     MsgType.CHALLENGE: {"nonce": bytes, "echo": bytes},  # echo: the HELLO's nonce, so a stale CHALLENGE is ignored
     MsgType.AUTH: {"mac": bytes},
     MsgType.WELCOME: {"mac": bytes, "credit": int},
-    MsgType.SAMPLES: {"session": str, "seq": int, "step0": int, "policy_version": int},
+    MsgType.SAMPLES: META,  # the chunk contract's header (tmrlx.common.chunks)
     MsgType.CREDIT: {"n": int},
     MsgType.WEIGHTS: {"version": int, "meta": dict},
     MsgType.EPISODE: {"stats": dict},
@@ -72,35 +71,3 @@ def parse(frames: Sequence[Any], max_bytes: int) -> tuple[MsgType, Decoded]:
     if msg.layout and mtype not in (MsgType.SAMPLES, MsgType.WEIGHTS):
         raise ProtocolError(f"{mtype.name} carries no arrays, got {len(msg.layout)}")
     return mtype, msg
-
-
-def chunk_fields(spec: ObsSpec) -> dict[str, tuple[np.dtype, tuple[int, ...]]]:
-    """Field name -> (dtype, per-row shape) of a SAMPLES chunk (docs/architecture.md)."""
-    fields = {f"obs.{c.name}": (np.dtype(c.dtype), tuple(c.shape)) for c in spec.components}
-    fields["action"] = (np.dtype("float32"), (spec.act_dim,))
-    fields["reward"] = (np.dtype("float32"), ())
-    for flag in ("terminated", "truncated", "first"):
-        fields[flag] = (np.dtype("bool"), ())
-    return fields
-
-
-def check_chunk(fields: Mapping[str, tuple[np.dtype, tuple[int, ...]]], layout: Layout) -> int:
-    """The chunk's row count T; raises ProtocolError when a field is missing, extra or mis-shaped.
-
-    `layout` is a decoded message's name -> (dtype, shape): the broker checks chunks without building arrays.
-    """
-    missing, extra = sorted(set(fields) - set(layout)), sorted(set(layout) - set(fields))
-    if missing or extra:
-        raise ProtocolError(f"chunk fields differ from the observation spec: missing {missing}, unexpected {extra}")
-    rows = {name: shape[0] if shape else -1 for name, (_, shape) in layout.items()}
-    for name, (dtype, shape) in fields.items():
-        got_dtype, got_shape = layout[name]
-        if got_dtype != dtype or got_shape[1:] != shape or len(got_shape) != len(shape) + 1:
-            raise ProtocolError(f"chunk field {name!r} is {got_dtype}{list(got_shape)}, expected {dtype}[T, *{list(shape)}]")
-    counts = set(rows.values())
-    if len(counts) != 1:
-        raise ProtocolError(f"chunk fields have different row counts: {rows}")
-    t = counts.pop()
-    if t <= 0:
-        raise ProtocolError("chunk has no rows (T must be > 0)")
-    return t

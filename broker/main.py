@@ -1,0 +1,41 @@
+"""`tmrlx broker` (alias `server`): serve on 0.0.0.0:PORT with a live one-line status until Ctrl+C or SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import time
+
+from tmrlx.broker.server import Broker
+from tmrlx.common.config import Config
+
+log = logging.getLogger("tmrlx.broker")
+STATUS_EVERY_S = 10.0  # without a terminal, the status line goes to the log this often
+
+
+def run(cfg: Config, args: argparse.Namespace) -> int:
+    tty = sys.stderr.isatty()
+    broker = Broker(cfg)
+    signal.signal(signal.SIGTERM, lambda *_: broker.stop())
+    log.info("listening on %s:%d (TLS %s)", broker.host, broker.port, "on" if cfg.TLS else "off")
+    last = [0.0]
+
+    def show(line: str) -> None:
+        if tty:  # one line rewritten in place; log records clear it first (see tmrlx.log)
+            sys.stderr.write("\r\033[K" + line)
+            sys.stderr.flush()
+        elif time.monotonic() - last[0] >= STATUS_EVERY_S:
+            last[0] = time.monotonic()
+            log.info("%s", line)
+
+    try:
+        broker.serve_forever(on_status=show)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        broker.close()
+        if tty:
+            sys.stderr.write("\n")
+    return 0

@@ -1,0 +1,20 @@
+"""Logging for every command, configured once by the CLI: `tmrlx <command>: message` on stderr.
+
+Each role logs to its own logger (`tmrlx.actor`, `tmrlx.broker`, `tmrlx.learner`; the wire logs to
+the role it serves), so a user can raise or lower one of them; library code never configures logging.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+
+def setup(command: str, level: int = logging.INFO) -> None:
+    """One handler on the `tmrlx` logger; on a terminal each record first clears a live status line."""
+    handler = logging.StreamHandler(sys.stderr)
+    clear = "\r\033[K" if sys.stderr.isatty() else ""
+    handler.setFormatter(logging.Formatter(f"{clear}tmrlx {command}: %(message)s"))
+    logger = logging.getLogger("tmrlx")
+    logger.handlers[:] = [handler]
+    logger.setLevel(level)
