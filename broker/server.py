@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import threading
 import time
 from collections import OrderedDict, deque
@@ -95,7 +96,7 @@ class Broker:
             self._monitor = self.sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_AUTH)
         port = settings.port if port is None else port
         self.sock.bind(f"tcp://{host}:{port or '*'}")
-        self.host, self.port = host, int(self.sock.last_endpoint.rsplit(b":", 1)[1])
+        self.host, self.port = host, int(self.sock.getsockopt_string(zmq.LAST_ENDPOINT).rsplit(":", 1)[1])
         self.peers: dict[bytes, Peer] = {}
         self._pending: OrderedDict[bytes, ServerHandshake] = OrderedDict()
         self._learner: bytes | None = None
@@ -149,7 +150,7 @@ class Broker:
         self._serving = True
         try:
             while not (self._stop.is_set() or (stop_event is not None and stop_event.is_set())):
-                events = dict(poller.poll(min(100.0, self._hb * 250)))
+                events = dict(poller.poll(math.ceil(min(100.0, self._hb * 250))))
                 if self._zap is not None and self._zap.socket in events:
                     self._authenticate()
                 if self._monitor is not None and self._monitor in events:

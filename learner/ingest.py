@@ -49,7 +49,7 @@ class Ingest:
             first[0] = True  # no known predecessor: start a new chain, drop this row's transition
         absolute = self.rows + np.arange(n, dtype=np.int64)
         prev = np.where(first, absolute, absolute - 1)
-        if linked and not first[0]:
+        if known is not None and linked and not first[0]:
             prev[0] = known[1]
         out = {k: np.asarray(arrays[k])[skip:] for k in self.stored}
         out.update(first=first, prev=prev.astype(np.int32))

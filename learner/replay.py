@@ -10,6 +10,7 @@ histories reach is still in the ring.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 
 import jax
@@ -43,7 +44,6 @@ def _bucket(n: int) -> int:
     return max(16, 1 << (n - 1).bit_length())
 
 
-@jax.jit
 def _insert(replay: Replay, rows: dict[str, jax.Array], n: jax.Array) -> Replay:
     cap = replay.data["reward"].shape[0]
     pos = jnp.arange(rows["reward"].shape[0])
@@ -52,7 +52,7 @@ def _insert(replay: Replay, rows: dict[str, jax.Array], n: jax.Array) -> Replay:
     return Replay(data, replay.count + n)
 
 
-_insert_donated = jax.jit(_insert.__wrapped__, donate_argnums=0)
+_insert_donated = jax.jit(_insert, donate_argnums=0)
 
 
 def insert(replay: Replay, rows: Mapping[str, np.ndarray]) -> Replay:
@@ -64,7 +64,7 @@ def insert(replay: Replay, rows: Mapping[str, np.ndarray]) -> Replay:
     cap = replay.capacity
     if n > cap:  # only the newest `cap` rows can survive anyway
         rows = {k: v[n - cap:] for k, v in rows.items()}
-        replay = replay.replace(count=replay.count + (n - cap))
+        replay = dataclasses.replace(replay, count=replay.count + (n - cap))
         n = cap
     size = _bucket(n)
     padded = {k: np.concatenate([v, np.zeros((size - n, *v.shape[1:]), v.dtype)]) for k, v in rows.items()}

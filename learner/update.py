@@ -11,10 +11,14 @@ policy loss. The critics are one stacked parameter set evaluated with `vmap`.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import math
+from collections.abc import Mapping
+from typing import Any, cast
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
@@ -27,11 +31,14 @@ from tmrlx.learner.replay import Replay, sample
 log = logging.getLogger("tmrlx.learner")
 
 
+Params = Any  # flax variables: {"params": {...}} as dicts (or FrozenDicts)
+
+
 @struct.dataclass
 class TrainState:
-    actor: dict
-    critic: dict
-    target: dict
+    actor: Params
+    critic: Params
+    target: Params
     actor_opt: optax.OptState
     critic_opt: optax.OptState
     alpha_opt: optax.OptState
@@ -93,26 +100,36 @@ class SAC:
         return TrainState(actor, critic, jax.tree.map(jnp.copy, critic), self.actor_tx.init(actor), self.critic_tx.init(critic),
                           self.alpha_tx.init(log_alpha), log_alpha, key, jnp.zeros((), jnp.int32))
 
+    # ---- networks (flax's `apply` is typed for mutable collections too: these say what comes back) ----
+    def pi(self, actor: Params, o: Mapping[str, jax.Array]) -> tuple[jax.Array, jax.Array]:
+        """(mu, log_std) of the actor."""
+        return cast(tuple[jax.Array, jax.Array], self.actor_net.apply(actor, o))
+
+    @staticmethod
+    def q(critics: nn.Module, params: Params, o: Mapping[str, jax.Array], a: jax.Array) -> jax.Array:
+        """(critics, B) Q values of a stacked critic ensemble."""
+        return cast(jax.Array, critics.apply(params, o, a))
+
     # ---- losses (pure; noise and target subset given, so tests can recompute them) ----
     def critic_loss(self, critic, target, actor, log_alpha, batch, w, eps2, subset):
         o, o2 = self.spec.normalise(batch["o"]), self.spec.normalise(batch["o2"])
-        mu2, log_std2 = self.actor_net.apply(actor, o2)
+        mu2, log_std2 = self.pi(actor, o2)
         a2, logp2 = squashed_sample(mu2, log_std2, eps2)
         sub = jax.tree.map(lambda p: p[subset], target)
-        q_targ = self.subset_critics.apply(sub, o2, a2).min(axis=0)
+        q_targ = self.q(self.subset_critics, sub, o2, a2).min(axis=0)
         alpha = jnp.exp(log_alpha)
         backup = batch["r"] + self.gamma * (1.0 - batch["terminated"].astype(jnp.float32)) * (q_targ - alpha * logp2)
         backup = jax.lax.stop_gradient(backup)
-        q = self.critics.apply(critic, o, batch["a"])
+        q = self.q(self.critics, critic, o, batch["a"])
         per_sample = jnp.mean((q - backup) ** 2, axis=0)
         loss = jnp.sum(w * per_sample) / jnp.maximum(jnp.sum(w), 1.0)
         return loss, {"loss_critic": loss, "q": jnp.mean(q), "backup": jnp.mean(backup)}
 
     def actor_loss(self, actor, critic, log_alpha, batch, w, eps):
         o = self.spec.normalise(batch["o"])
-        mu, log_std = self.actor_net.apply(actor, o)
+        mu, log_std = self.pi(actor, o)
         pi, logp = squashed_sample(mu, log_std, eps)
-        q_pi = self.critics.apply(critic, o, pi)
+        q_pi = self.q(self.critics, critic, o, pi)
         q_pi = q_pi.mean(axis=0) if self.redq else q_pi.min(axis=0)
         alpha = jnp.exp(log_alpha)
         wsum = jnp.maximum(jnp.sum(w), 1.0)
@@ -134,27 +151,27 @@ class SAC:
         upd, critic_opt = self.critic_tx.update(grads, state.critic_opt, state.critic)
         critic = optax.apply_updates(state.critic, upd)
         target = jax.tree.map(lambda t, c: self.polyak * t + (1.0 - self.polyak) * c, state.target, critic)
-        return state.replace(critic=critic, target=target, critic_opt=critic_opt, updates=state.updates + 1), info
+        return dataclasses.replace(state, critic=critic, target=target, critic_opt=critic_opt, updates=state.updates + 1), info
 
     def actor_step(self, state: TrainState, batch, w, key):
         eps = jax.random.normal(key, (w.shape[0], self.spec.act_dim))
         critic = jax.lax.stop_gradient(state.critic)
         grads, info = jax.grad(self.actor_loss, has_aux=True)(state.actor, critic, state.log_alpha, batch, w, eps)
         upd, actor_opt = self.actor_tx.update(grads, state.actor_opt, state.actor)
-        state = state.replace(actor=optax.apply_updates(state.actor, upd), actor_opt=actor_opt)
+        state = dataclasses.replace(state, actor=optax.apply_updates(state.actor, upd), actor_opt=actor_opt)
         info["alpha"] = jnp.exp(state.log_alpha)
         if self.learn_alpha:
             logp = jax.lax.stop_gradient(info["logp"])
             loss_a, g = jax.value_and_grad(self.alpha_loss)(state.log_alpha, logp)
             upd, alpha_opt = self.alpha_tx.update(g, state.alpha_opt, state.log_alpha)
-            state = state.replace(log_alpha=optax.apply_updates(state.log_alpha, upd), alpha_opt=alpha_opt)
+            state = dataclasses.replace(state, log_alpha=optax.apply_updates(state.log_alpha, upd), alpha_opt=alpha_opt)
             info["loss_alpha"] = loss_a
         return state, info
 
     def unit(self, state: TrainState, replay: Replay):
         """G critic updates, the last one on the batch that also updates the actor (and alpha)."""
         key, k = jax.random.split(state.key)
-        state = state.replace(key=key)
+        state = dataclasses.replace(state, key=key)
 
         def critic_only(s, k_):
             k_b, k_c = jax.random.split(k_)

@@ -90,7 +90,8 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
         elif key.type is list:
             kwargs.update(nargs=2, metavar=("B1", "B2"))
         else:
-            kwargs["metavar"] = {str: "TEXT", int: "INT", dict: "JSON"}.get(key.type, "NUM")  # type: ignore[call-overload]
+            names: dict[type, str] = {str: "TEXT", int: "INT", dict: "JSON"}
+            kwargs["metavar"] = names.get(key.type, "NUM") if isinstance(key.type, type) else "NUM"
         flags = [key.flag]
         if "." in key.path:
             flags.append("--" + key.path.lower())

@@ -40,7 +40,9 @@ class Lidar:
         """TMRL's walk: stop when the row reaches 0 or the column reaches either side."""
         r0, c0 = self.origin
         dr, dc = math.cos(math.radians(angle)), math.sin(math.radians(angle))
-        rows, cols, dist = [], [], MIN_RADIUS
+        rows: list[int] = []
+        cols: list[int] = []
+        dist = MIN_RADIUS
         while True:
             r, c = int(r0 + dist * dr), int(c0 + dist * dc)
             if r <= 0 or c <= 0 or c >= self.shape[1] - 1:
@@ -55,10 +57,10 @@ class Lidar:
             raise ValueError(f"frame of shape {frame.shape[:2]}, the lidar was set up for {self.shape}")
         if frame.ndim == 3 and frame.shape[2] == 4 and frame.flags.c_contiguous:  # BGRA: one 32-bit gather
             v = frame.view(np.uint32).reshape(-1).take(self.flat)
-            black = ((v & 0xFF) < BLACK) & (((v >> 8) & 0xFF) < BLACK) & (((v >> 16) & 0xFF) < BLACK)
+            black: np.ndarray = ((v & 0xFF) < BLACK) & (((v >> 8) & 0xFF) < BLACK) & (((v >> 16) & 0xFF) < BLACK)
         else:
-            black = (frame[self.rows, self.cols, :3] < BLACK).all(-1)
-        black &= self.valid
+            black = np.asarray((frame[self.rows, self.cols, :3] < BLACK).all(-1))
+        black = black & self.valid
         first = black.argmax(1)
         return np.where(black.any(1), first, self.lengths - 1).astype(np.float32)
 

@@ -34,16 +34,17 @@ class LockstepEnv(gymnasium.Env):
         self.capture = min(float(config["start_obs_capture"]), self.duration)
         self.ep_max_length = config["ep_max_length"]
         self.wait_on_done = bool(config["wait_on_done"])
-        self.act_buf = deque(maxlen=int(config["act_buf_len"]))
+        self.act_buf_len = int(config["act_buf_len"])
+        self.act_buf: deque[np.ndarray] = deque(maxlen=self.act_buf_len)
         self.benchmark = bool(config["benchmark"])
         self.bench = Benchmark(run_avg_factor=config.get("benchmark_polyak", 0.1))
         self.action_space = interface.get_action_space()
         obs_space = interface.get_observation_space()
-        self.observation_space = spaces.Tuple((*obs_space.spaces, *(self.action_space,) * self.act_buf.maxlen))
+        self.observation_space = spaces.Tuple((*obs_space.spaces, *(self.action_space,) * self.act_buf_len))
         self.default_action = interface.get_default_action()
         self.current_step = 0
         self.running = False
-        self._result: tuple | None = None
+        self._result: tuple[Any, float, bool, dict] | None = None
 
     def _time_step(self, action: np.ndarray) -> None:
         if self.benchmark:
@@ -62,7 +63,7 @@ class LockstepEnv(gymnasium.Env):
     def reset(self, seed: int | None = None, options: dict | None = None) -> tuple[tuple, dict]:
         super().reset(seed=seed)
         self.current_step = 0
-        self.act_buf.extend([self.default_action] * self.act_buf.maxlen)
+        self.act_buf.extend([self.default_action] * self.act_buf_len)
         obs, info = self.interface.reset(seed=seed, options=options)
         obs = (*obs, *self.act_buf)
         self.running = True
@@ -79,6 +80,7 @@ class LockstepEnv(gymnasium.Env):
         self.act_buf.append(action)
         if self.pace:
             self._wait_pace()
+        assert self._result is not None, "reset() captured the first time step"
         obs, reward, terminated, info = self._result
         truncated = (self.current_step >= self.ep_max_length) if not terminated else False
         if terminated or truncated:

@@ -31,7 +31,7 @@ def waiting(sock: zmq.Socket) -> Iterator[list[zmq.Frame]]:
     Asks ZMQ_EVENTS (~3 us) before each receive rather than receiving until zmq.Again: pyzmq builds
     an exception for that (~9 us), which was paid once per wake-up, i.e. about once per chunk.
     """
-    while sock.getsockopt(_EVENTS) & _POLLIN:
+    while int(sock.getsockopt(_EVENTS)) & _POLLIN:
         try:
             yield recv(sock)
         except zmq.Again:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
+import math
 import secrets
 import socket
 import threading
@@ -163,7 +164,7 @@ class Link:
                     self._hs.hello_sent = self._send(sock, live, self._hs.hello(self._policy_version()))
                 ready = self._hs.ready
                 timeout = min(live.until_heartbeat(), 0.2 if ready else 0.05)
-                events = dict(poller.poll(timeout * 1000))
+                events = dict(poller.poll(math.ceil(timeout * 1000)))
                 if self._wake_r in events or self._wake_r.fileno() in events:
                     self._drain_wake()
                 if monitor is not None and monitor in events and self._handshake_failed(monitor):

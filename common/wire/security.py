@@ -85,12 +85,18 @@ def curve_keys(cfg: Config, server: bool) -> CurveKeys:
         return CurveKeys(s_pub, s_pub if server else c_pub, s_sec if server else c_sec, frozenset({c_pub}))
     folder = Path(cfg.TLS_CREDENTIALS_DIRECTORY).expanduser()
     if server:
-        s_pub, s_sec = _load(folder, SERVER_CERT, True)
+        pub, sec = _load(folder, SERVER_CERT, True)
         allowed = frozenset(zmq.auth.load_certificate(p)[0] for p in folder.glob("*.key") if p.stem != SERVER_CERT)
-        return CurveKeys(s_pub, s_pub, s_sec, allowed)  # type: ignore[arg-type]
-    s_pub, _ = _load(folder, SERVER_CERT, False)
-    c_pub, c_sec = _load(folder, CLIENT_CERT, True)
-    return CurveKeys(s_pub, c_pub, c_sec, frozenset())  # type: ignore[arg-type]
+        return CurveKeys(pub, pub, _secret(sec), allowed)
+    server_pub, _ = _load(folder, SERVER_CERT, False)
+    pub, sec = _load(folder, CLIENT_CERT, True)
+    return CurveKeys(server_pub, pub, _secret(sec), frozenset())
+
+
+def _secret(key: bytes | None) -> bytes:
+    """`_load` with need_secret=True read a `.key_secret` file, which always holds the secret key."""
+    assert key is not None
+    return key
 
 
 def secure_server(sock: zmq.Socket, keys: CurveKeys) -> None:

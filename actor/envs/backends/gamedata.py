@@ -100,6 +100,7 @@ class GameDataClient:
                 if not self._cond.wait(min(left, 5.0)) and left > 5.0:
                     log.warning(ADVICE.format(host=self.address[0], port=self.address[1]))
             self._returned = self._count
+            assert self._latest is not None  # _count > 0 means a record arrived
             return self._latest.copy()
 
     def close(self) -> None:
