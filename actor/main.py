@@ -16,7 +16,6 @@ thread (see `actor.rollout.Rollout.run`).
 from __future__ import annotations
 
 import argparse
-import re
 import secrets
 import signal
 import sys
@@ -47,40 +46,19 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
         parser.add_argument("--deterministic", action="store_true", help="act with tanh(mu) instead of sampling")
 
 
-def find_weights(cfg: Config, given: Path | None) -> Path | None:
-    """The weights file to use: `given` (a file, or the newest .npz in a folder), else the data folder's newest."""
-    if given is not None:
-        if given.is_dir():
-            found = sorted(given.glob("*.npz"), key=lambda p: p.stat().st_mtime)
-            if not found:
-                raise ConfigError(f"--weights {given}: the folder holds no .npz weights file")
-            return found[-1]
-        if not given.is_file():
-            raise ConfigError(f"--weights {given}: no such file")
-        return given
-    # the learner writes RUN_NAME.npz (each checkpoint) and RUN_NAME_<version>.npz (SAVE_MODEL_EVERY)
-    ours = re.compile(re.escape(cfg.RUN_NAME) + r"(_\d+)?\.npz")
-    found = sorted((p for p in paths.weights_dir().glob("*.npz") if ours.fullmatch(p.name)), key=lambda p: p.stat().st_mtime)
-    return found[-1] if found else None
+def policy_from_file(cfg: Config, args: argparse.Namespace, spec: Any) -> Any:
+    """`--weights` (or the data folder's newest) as a Policy; None in `test` mode when there is none."""
+    from tmrlx.actor.policy import load_policy
+    from tmrlx.common.weights import find as find_weights
 
-
-def load_policy(cfg: Config, args: argparse.Namespace, spec: Any) -> Any:
-    from tmrlx.actor.policy import Policy, WeightsError, load_weights
-
-    path = find_weights(cfg, getattr(args, "weights", None))
+    path = find_weights(cfg.RUN_NAME, paths.weights_dir(), getattr(args, "weights", None))
     if path is None:
         if args.command == "expert":
             raise ConfigError(f"expert mode needs weights: pass --weights PATH or put {cfg.RUN_NAME}.npz "
                               f"in {paths.weights_dir()}")
         return None
-    try:
-        version, arrays, meta = load_weights(path)
-        policy = Policy(arrays, meta, spec, version, args.policy_threads)
-    except WeightsError as e:
-        raise ConfigError(str(e)) from None
-    except (ValueError, TypeError, KeyError) as e:
-        raise ConfigError(f"weights file {path} is malformed ({type(e).__name__}: {e})") from None
-    print(f"tmrlx {args.command}: policy from {path} (version {version}, {policy.arch.get('type')})", file=sys.stderr)
+    policy = load_policy(path, spec, args.policy_threads)
+    print(f"tmrlx {args.command}: policy from {path} (version {policy.version}, {policy.arch.type})", file=sys.stderr)
     return policy
 
 
@@ -97,7 +75,7 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
 
     mode = args.command if args.command in ("test", "expert") else "actor"
     spec = spec_from_config(cfg)
-    policy = load_policy(cfg, args, spec) if mode in ("test", "expert") else None
+    policy = policy_from_file(cfg, args, spec) if mode in ("test", "expert") else None
     if cfg.CUDA_INFERENCE:
         print(f"tmrlx {mode}: CUDA_INFERENCE is ignored: the NumPy policy runs on the CPU", file=sys.stderr)
     session = secrets.token_hex(8)

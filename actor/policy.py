@@ -1,7 +1,7 @@
 """The learner's actor network evaluated with NumPy alone, so an actor machine never needs JAX.
 
-Weights arrive as the flat `name -> float32 array` map of docs/architecture.md with
-`meta = {"arch": ..., "spec": ...}`. At load time the weights are re-laid out for batch-1 speed:
+Weights arrive as the flat `name -> float32 array` map and `meta` of the weights contract
+(`common.weights`, docs/architecture.md). At load time the weights are re-laid out for batch-1 speed:
 each component's `scale` is folded into the first layer that reads it (so raw observations go
 straight in), convolution kernels become `(k*k*C_in, C_out)` matrices for im2col + one matmul
 (patches are strided views copied once into a reused buffer), and the `mu`/`log_std` heads are
@@ -13,7 +13,6 @@ CPU than a round trip to a GPU). The real-time loop keeps BLAS to one thread (se
 
 from __future__ import annotations
 
-import json
 import os
 import queue
 import threading
@@ -25,13 +24,13 @@ from typing import Any
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 from threadpoolctl import threadpool_limits
+from tmrlx.common import weights
+from tmrlx.common.config import ConfigError
 from tmrlx.common.specs import Component, ObsSpec
+from tmrlx.common.weights import BIAS, KERNEL, LOG_STD, MU, Arch, WeightsError, conv_name, hidden_name, param_name
 
-ARCH_TYPES = ("mlp", "cnn")
 SPLIT_MIN_ROWS = 4  # at batch 1, convs with at least this many output rows are split across two threads
 SPLIT_MIN_CPUS = 4  # ...by default only with this many cores: on a busy 2-core box the split measured slower
-META_KEY = "__meta__"
-VERSION_KEY = "__version__"
 
 
 _primed = False
@@ -50,10 +49,6 @@ def prime_blas() -> None:
         with threadpool_limits(2, user_api="blas"):
             a @ a
         _primed = True
-
-
-class WeightsError(ValueError):
-    """Weights that do not fit the architecture or the observation layout; the message says what."""
 
 
 @dataclass(frozen=True)
@@ -82,23 +77,16 @@ class Policy:
 
     def __init__(self, arrays: Mapping[str, Any], meta: Mapping[str, Any], spec: ObsSpec | None = None,
                  version: int = -1, threads: int | None = None):
-        try:
-            arch = dict(meta["arch"])
-            wspec = ObsSpec.from_dict(meta["spec"])
-        except (KeyError, TypeError, ValueError) as e:
-            raise WeightsError(f"weights meta must hold 'arch' and 'spec' ({type(e).__name__}: {e})") from None
+        arch, wspec = weights.parse_meta(meta)
         if spec is not None and wspec.hash() != spec.hash():
             raise WeightsError(f"weights were trained for observation layout {wspec.hash()} "
                                f"({_describe(wspec)}), this actor produces {spec.hash()} ({_describe(spec)})")
         self.spec, self.arch, self.version = wspec, arch, int(version)
-        kind = arch.get("type")
-        if kind not in ARCH_TYPES:
-            raise WeightsError(f"weights meta 'arch.type' is {kind!r}: expected one of {ARCH_TYPES}")
-        self.log_std_min = np.float32(arch.get("log_std_min", -20.0))  # float32 scalars keep the ufuncs in float32
-        self.log_std_max = np.float32(arch.get("log_std_max", 2.0))
+        self.log_std_min = np.float32(arch.log_std_min)  # float32 scalars keep the ufuncs in float32
+        self.log_std_max = np.float32(arch.log_std_max)
         images = [c for c in wspec.components if c.is_image]
-        if (kind == "cnn") != bool(images) or len(images) > 1:
-            raise WeightsError(f"arch {kind!r} needs {'exactly one' if kind == 'cnn' else 'no'} image component, "
+        if (arch.type == "cnn") != bool(images) or len(images) > 1:
+            raise WeightsError(f"arch {arch.type!r} needs {'exactly one' if arch.type == 'cnn' else 'no'} image component, "
                                f"the layout has {len(images)}")
         self.image = images[0] if images else None
         self.flat = [c for c in wspec.components if not c.is_image]
@@ -107,10 +95,10 @@ class Policy:
         self.conv_dim = int(np.prod(self.convs[-1].out_hw)) * self.convs[-1].kernel.shape[1] if self.convs else 0
         self.hidden = self._load_hidden(w, arch)
         act = wspec.act_dim
-        mu_k, mu_b = w.take("mu", (self.hidden[-1].shape[1], act))
-        ls_k, ls_b = w.take("log_std", mu_k.shape)
+        mu_k, mu_b = w.take(MU, (self.hidden[-1].shape[1], act))
+        ls_k, ls_b = w.take(LOG_STD, mu_k.shape)
         self.head = _with_bias(np.concatenate([mu_k, ls_k], axis=1), np.concatenate([mu_b, ls_b]))
-        w.check_all_used()
+        w.check_no_extra(weights.actor_names(arch))
         self._workspaces: dict[int, _Workspace] = {}
         # batch 1: the big convs are split in two row halves, one on a helper thread (BLAS stays single-threaded)
         if threads is None:
@@ -119,20 +107,16 @@ class Policy:
 
     # ---- loading -------------------------------------------------------------------------------------
 
-    def _load_convs(self, w: _Arrays, arch: Mapping) -> list[_Conv]:
+    def _load_convs(self, w: _Arrays, arch: Arch) -> list[_Conv]:
         assert self.image is not None
         hist, h, wd, col = _image_layout(self.image)
         c_in = hist * col
         convs = []
-        for i, spec in enumerate(arch.get("convs", ())):
-            try:
-                out, k, stride = (int(v) for v in spec)
-            except (TypeError, ValueError):
-                raise WeightsError(f"arch 'convs[{i}]' is {spec!r}: expected [out_channels, kernel, stride]") from None
+        for i, (out, k, stride) in enumerate(arch.convs):
             h, wd = _conv_out(h, k, stride), _conv_out(wd, k, stride)
             if h < 1 or wd < 1:
-                raise WeightsError(f"conv_{i} (kernel {k}, stride {stride}) leaves no output on this image size")
-            kernel, bias = w.take(f"conv_{i}", (k, k, c_in, out))
+                raise WeightsError(f"{conv_name(i)} (kernel {k}, stride {stride}) leaves no output on this image size")
+            kernel, bias = w.take(conv_name(i), (k, k, c_in, out))
             if i == 0:
                 kernel = kernel * np.float32(self.image.scale)
             convs.append(_Conv(np.ascontiguousarray(kernel.reshape(k * k * c_in, out)), bias, k, stride, (h, wd)))
@@ -141,15 +125,14 @@ class Policy:
             raise WeightsError("arch 'cnn' has no 'convs'")
         return convs
 
-    def _load_hidden(self, w: _Arrays, arch: Mapping) -> list[np.ndarray]:
-        sizes = [int(s) for s in arch.get("hidden", (256, 256))]
+    def _load_hidden(self, w: _Arrays, arch: Arch) -> list[np.ndarray]:
         scales = [np.full(self.conv_dim, 1.0, np.float32)]
         scales += [np.full(_size(c), c.scale, np.float32) for c in self.flat]
         scales.append(np.ones(self.spec.act_buf_len * self.spec.act_dim, np.float32))
         row_scale = np.concatenate(scales)
         layers, fan_in = [], row_scale.size
-        for i, size in enumerate(sizes):
-            kernel, bias = w.take(f"hidden_{i}", (fan_in, size))
+        for i, size in enumerate(arch.hidden):
+            kernel, bias = w.take(hidden_name(i), (fan_in, size))
             if i == 0:
                 kernel = kernel * row_scale[:, None]
             layers.append(_with_bias(kernel, bias))
@@ -295,11 +278,10 @@ class _Arrays:
 
     def __init__(self, arrays: Mapping[str, Any]):
         self.arrays = dict(arrays)
-        self.used: set[str] = set()
 
     def take(self, layer: str, kernel_shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
-        kernel = self._get(f"{layer}/kernel", kernel_shape)
-        return kernel, self._get(f"{layer}/bias", (kernel_shape[-1],))
+        kernel = self._get(param_name(layer, KERNEL), kernel_shape)
+        return kernel, self._get(param_name(layer, BIAS), (kernel_shape[-1],))
 
     def _get(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
         if name not in self.arrays:
@@ -309,11 +291,10 @@ class _Arrays:
             raise WeightsError(f"weight {name!r} has shape {a.shape}, the architecture and layout need {tuple(shape)}")
         if not np.issubdtype(a.dtype, np.floating):
             raise WeightsError(f"weight {name!r} has dtype {a.dtype}: expected float32")
-        self.used.add(name)
         return np.ascontiguousarray(a, dtype=np.float32)
 
-    def check_all_used(self) -> None:
-        extra = sorted(set(self.arrays) - self.used)
+    def check_no_extra(self, names: set[str]) -> None:
+        extra = sorted(set(self.arrays) - names)
         if extra:
             raise WeightsError(f"weights hold arrays the architecture does not use: {extra}")
 
@@ -386,26 +367,12 @@ def _describe(spec: ObsSpec) -> str:
     return ", ".join(parts) + f", {spec.act_buf_len}x{spec.act_dim} actions"
 
 
-def save_weights(path: Path, version: int, arrays: Mapping[str, np.ndarray], meta: Mapping) -> None:
-    """Write weights as an `.npz` (no pickle): the arrays plus JSON meta and the version."""
-    extra = {META_KEY: np.array(json.dumps(meta)), VERSION_KEY: np.array(int(version))}
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, **{k: np.asarray(v, np.float32) for k, v in arrays.items()}, **extra)
-    tmp.replace(path)
-
-
-def load_weights(path: Path) -> tuple[int, dict[str, np.ndarray], dict]:
-    """Read an `.npz` weights file written by `save_weights` (or the learner), refusing pickled objects."""
+def load_policy(path: Path, spec: ObsSpec | None = None, threads: int | None = None) -> Policy:
+    """The policy in a weights file, for the command line: anything wrong with the file is a ConfigError that says what."""
     try:
-        with np.load(path, allow_pickle=False) as f:
-            arrays = {k: f[k] for k in f.files}
-    except (OSError, ValueError) as e:
-        raise WeightsError(f"cannot read weights file {path}: {e}") from None
-    if META_KEY not in arrays:
-        raise WeightsError(f"weights file {path} has no {META_KEY!r} entry (arch and observation layout)")
-    try:
-        meta = json.loads(str(arrays.pop(META_KEY)))
-    except json.JSONDecodeError as e:
-        raise WeightsError(f"weights file {path}: {META_KEY!r} is not JSON ({e.msg})") from None
-    version = int(arrays.pop(VERSION_KEY, -1))
-    return version, arrays, meta
+        version, arrays, meta = weights.load(path)
+        return Policy(arrays, meta, spec, version, threads)
+    except WeightsError as e:
+        raise ConfigError(str(e)) from None
+    except (ValueError, TypeError, KeyError) as e:
+        raise ConfigError(f"weights file {path} is malformed ({type(e).__name__}: {e})") from None

@@ -20,9 +20,10 @@ from typing import Any, Protocol
 
 import numpy as np
 from threadpoolctl import threadpool_limits
-from tmrlx.actor.policy import Policy, WeightsError, prime_blas
+from tmrlx.actor.policy import Policy, prime_blas
 from tmrlx.common.chunks import ChunkSchema
 from tmrlx.common.specs import ObsSpec
+from tmrlx.common.weights import WeightsError
 
 CHUNK_SECONDS = 0.5
 CHUNK_MAX_ROWS = 256
@@ -240,7 +241,7 @@ class Rollout:
         new = self.follower.ready()
         if new is not None:
             if self.policy is None:
-                log.info("first weights received (version %d, %s)", new.version, new.arch.get("type"))
+                log.info("first weights received (version %d, %s)", new.version, new.arch.type)
             self.policy = new
 
     def _add(self, obs: Any, action: np.ndarray | None, reward: float, terminated: bool, truncated: bool) -> None:

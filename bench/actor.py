@@ -27,10 +27,12 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 from tmrlx.actor.policy import Policy, prime_blas
 from tmrlx.actor.rollout import NoiseBlock, Rollout
+from tmrlx.common import weights as contract
 from tmrlx.common.config import Config
 from tmrlx.common.specs import ObsSpec, spec_from_config
-from tmrlx.learner.networks import Actor, Arch, dummy_inputs, squashed_sample
-from tmrlx.learner.publish import actor_weights, weights_meta
+from tmrlx.common.weights import Arch
+from tmrlx.learner.networks import Actor, dummy_inputs, squashed_sample
+from tmrlx.learner.publish import actor_weights
 
 from bench import tmrl_reference as tmrl
 
@@ -62,7 +64,7 @@ def bench_case(name: str, rounds: int, calls: int) -> dict[str, float]:
     arch = Arch.for_spec(spec)
     actor = Actor(spec, arch)
     params = jax.jit(actor.init)(jax.random.key(0), dummy_inputs(spec))
-    weights, meta = actor_weights(params), weights_meta(spec, arch)
+    weights, meta = actor_weights(params), contract.meta(spec, arch)
     t0 = time.perf_counter()
     policy = Policy(weights, meta, spec)
     build_ms = (time.perf_counter() - t0) * 1e3

@@ -1,14 +1,15 @@
 """Flax actor and critics on the shared observation layout (docs/architecture.md, "Weights on the wire").
 
-The actor's parameter names and maths are a contract with the NumPy policy in `actor/policy.py`:
-top-level modules `conv_i` (kernel HWIO, bias), `hidden_0`, `hidden_1`, `mu`, `log_std`. Convolutions
-are computed as matmuls (see `conv`), because XLA's CPU convolution backward is ~4x slower than a
+The actor's parameter names and maths are a contract with the NumPy policy in `actor/policy.py`; both
+take the names from `common.weights`: top-level modules `conv_i` (kernel HWIO, bias), `hidden_i`, `mu`,
+`log_std`. Convolutions are computed as matmuls (see `conv`), because XLA's CPU convolution backward is ~4x slower than a
 matmul of the same size; the kernels are still stored HWIO so exporting them needs no transpose.
 
 Building and running the actor::
 
     from tmrlx.common.specs import spec_from_config
-    from tmrlx.learner.networks import Actor, Arch, deterministic_action, dummy_inputs, squashed_sample
+    from tmrlx.common.weights import Arch
+    from tmrlx.learner.networks import Actor, deterministic_action, dummy_inputs, squashed_sample
 
     spec = spec_from_config(cfg)
     arch = Arch.for_spec(spec)                     # or Arch.from_dict(meta["arch"])
@@ -24,41 +25,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 from tmrlx.common.specs import Component, ObsSpec
-
-TMRL_CONVS = ((64, 8, 2), (64, 4, 2), (128, 4, 2), (128, 4, 2))
-
-
-@dataclass(frozen=True)
-class Arch:
-    """Network sizes; `to_dict()` is the `arch` meta that travels with the weights."""
-
-    type: str = "mlp"
-    hidden: tuple[int, ...] = (256, 256)
-    convs: tuple[tuple[int, int, int], ...] = TMRL_CONVS
-    log_std_min: float = -20.0
-    log_std_max: float = 2.0
-
-    @classmethod
-    def for_spec(cls, spec: ObsSpec, hidden: tuple[int, ...] = (256, 256)) -> Arch:
-        """TMRL's sizes: the VanillaCNN trunk when the observation has an image, else the lidar MLP."""
-        return cls("cnn" if spec.has_image else "mlp", tuple(hidden))
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> Arch:
-        return cls(str(d["type"]), tuple(int(h) for h in d["hidden"]), tuple(tuple(int(v) for v in c) for c in d["convs"]),
-                   float(d["log_std_min"]), float(d["log_std_max"]))
-
-    def to_dict(self) -> dict:
-        return {"type": self.type, "hidden": list(self.hidden), "convs": [list(c) for c in self.convs],
-                "log_std_min": self.log_std_min, "log_std_max": self.log_std_max}
+from tmrlx.common.weights import BIAS, KERNEL, LOG_STD, MU, Arch, conv_name, hidden_name
 
 
 def image_to_nhwc(v: jnp.ndarray, comp: Component) -> jnp.ndarray:
@@ -113,8 +86,8 @@ class MatmulConv(nn.Module):
     @nn.compact
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
         cin = x.shape[-1]
-        kernel = self.param("kernel", nn.initializers.lecun_normal(), (self.kernel, self.kernel, cin, self.features))
-        bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
+        kernel = self.param(KERNEL, nn.initializers.lecun_normal(), (self.kernel, self.kernel, cin, self.features))
+        bias = self.param(BIAS, nn.initializers.zeros_init(), (self.features,))
         return conv(x, kernel, self.stride) + bias
 
 
@@ -129,7 +102,7 @@ def features(spec: ObsSpec, arch: Arch, x: Mapping[str, jnp.ndarray]) -> jnp.nda
                 raise ValueError("the networks support one image component per observation")
             h = image_to_nhwc(v, comp)
             for i, (out, k, s) in enumerate(arch.convs):
-                h = nn.relu(MatmulConv(out, k, s, name=f"conv_{i}")(h))
+                h = nn.relu(MatmulConv(out, k, s, name=conv_name(i))(h))
             conv_feats.append(h.reshape(b, -1))
         else:
             flat.append(v.reshape(b, -1))
@@ -148,9 +121,9 @@ class Actor(nn.Module):
     def __call__(self, x: Mapping[str, jnp.ndarray]) -> tuple[jnp.ndarray, jnp.ndarray]:
         h = features(self.spec, self.arch, x)
         for i, width in enumerate(self.arch.hidden):
-            h = nn.relu(nn.Dense(width, name=f"hidden_{i}")(h))
-        mu = nn.Dense(self.spec.act_dim, name="mu")(h)
-        log_std = nn.Dense(self.spec.act_dim, name="log_std")(h)
+            h = nn.relu(nn.Dense(width, name=hidden_name(i))(h))
+        mu = nn.Dense(self.spec.act_dim, name=MU)(h)  # nn.Dense's own parameters are KERNEL and BIAS
+        log_std = nn.Dense(self.spec.act_dim, name=LOG_STD)(h)
         return mu, jnp.clip(log_std, self.arch.log_std_min, self.arch.log_std_max)
 
 
@@ -164,7 +137,7 @@ class Critic(nn.Module):
     def __call__(self, x: Mapping[str, jnp.ndarray], a: jnp.ndarray) -> jnp.ndarray:
         h = jnp.concatenate([features(self.spec, self.arch, x), a], axis=-1)
         for i, width in enumerate(self.arch.hidden):
-            h = nn.relu(nn.Dense(width, name=f"hidden_{i}")(h))
+            h = nn.relu(nn.Dense(width, name=hidden_name(i))(h))
         return nn.Dense(1, name="q")(h)[..., 0]
 
 

@@ -1,4 +1,4 @@
-"""Actor weights as the flat NumPy map the actors run directly (docs/architecture.md, "Weights on the wire")."""
+"""Flax actor variables <-> the flat NumPy weight map the actors run directly (the names: `common.weights`)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,7 @@ from typing import Any
 
 import jax
 import numpy as np
-from tmrlx.common.specs import ObsSpec
-from tmrlx.learner.networks import Arch
+from tmrlx.common.weights import SEP
 
 
 def actor_weights(params: Mapping[str, Any]) -> dict[str, np.ndarray]:
@@ -16,7 +15,7 @@ def actor_weights(params: Mapping[str, Any]) -> dict[str, np.ndarray]:
     tree = params.get("params", params)
     out = {}
     for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
-        name = "/".join(str(k.key) for k in path)
+        name = SEP.join(str(k.key) for k in path)
         out[name] = np.asarray(jax.device_get(leaf), dtype=np.float32)
     return out
 
@@ -26,13 +25,8 @@ def params_from_weights(weights: Mapping[str, np.ndarray]) -> dict[str, Any]:
     tree: dict[str, Any] = {}
     for name, value in weights.items():
         node = tree
-        *parents, leaf = name.split("/")
+        *parents, leaf = name.split(SEP)
         for p in parents:
             node = node.setdefault(p, {})
         node[leaf] = np.asarray(value, np.float32)
     return {"params": tree}
-
-
-def weights_meta(spec: ObsSpec, arch: Arch) -> dict:
-    """The `meta` published with the weights: how to rebuild the actor."""
-    return {"arch": arch.to_dict(), "spec": spec.to_dict()}

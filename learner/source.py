@@ -15,7 +15,8 @@ import jax
 import numpy as np
 from tmrlx.common.chunks import ChunkSchema, StreamCounter
 from tmrlx.common.specs import ObsSpec
-from tmrlx.learner.networks import Actor, Arch, squashed_sample
+from tmrlx.common.weights import Arch
+from tmrlx.learner.networks import Actor, squashed_sample
 from tmrlx.learner.publish import params_from_weights
 
 

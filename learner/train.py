@@ -16,16 +16,15 @@ from pathlib import Path
 
 import jax
 import numpy as np
-from tmrlx.actor.policy import save_weights as write_weights_file
-from tmrlx.common import paths
+from tmrlx.common import paths, weights
 from tmrlx.common.chunks import ChunkError
 from tmrlx.common.config import Config, ConfigError
 from tmrlx.common.metrics import JsonlSink, Metrics
 from tmrlx.common.specs import ObsSpec
+from tmrlx.common.weights import Arch
 from tmrlx.learner.checkpoint import Checkpoints
 from tmrlx.learner.ingest import Ingest, concat_rows
-from tmrlx.learner.networks import Arch
-from tmrlx.learner.publish import actor_weights, weights_meta
+from tmrlx.learner.publish import actor_weights
 from tmrlx.learner.replay import init_replay, insert, size
 from tmrlx.learner.source import Source
 from tmrlx.learner.update import SAC, pick_device
@@ -103,18 +102,18 @@ class Trainer:
 
     def publish(self) -> None:
         version = self.counters.updates
-        weights = actor_weights(self.state.actor)
-        self.source.publish_weights(version, weights, weights_meta(self.spec, self.arch))
+        arrays = actor_weights(self.state.actor)
+        self.source.publish_weights(version, arrays, weights.meta(self.spec, self.arch))
         self.counters.publications += 1
         every = self.cfg.SAVE_MODEL_EVERY
         if every and self.counters.publications % every == 0:
-            self.save_weights(weights, f"{self.cfg.RUN_NAME}_{version}")
+            self.save_weights(arrays, f"{self.cfg.RUN_NAME}_{version}")
 
-    def save_weights(self, weights: dict, name: str) -> Path:
+    def save_weights(self, arrays: dict, name: str) -> Path:
+        """The actor's weights in the data folder's weights/, the file `tmrlx test` / `tmrlx expert` read."""
         out = paths.weights_dir() / f"{name}.npz"
         out.parent.mkdir(parents=True, exist_ok=True)
-        # the .npz format `tmrlx test` / `tmrlx expert` read: arrays + JSON meta + version, no pickle
-        write_weights_file(out, self.counters.updates, weights, weights_meta(self.spec, self.arch))
+        weights.save(out, self.counters.updates, arrays, weights.meta(self.spec, self.arch))
         return out
 
     # ---- the schedule ----

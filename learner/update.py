@@ -25,7 +25,8 @@ import optax
 from flax import struct
 from tmrlx.common.config import Config
 from tmrlx.common.specs import ObsSpec
-from tmrlx.learner.networks import Actor, Arch, critic_ensemble, dummy_inputs, squashed_sample
+from tmrlx.common.weights import Arch
+from tmrlx.learner.networks import Actor, critic_ensemble, dummy_inputs, squashed_sample
 from tmrlx.learner.replay import Replay, sample
 
 log = logging.getLogger("tmrlx.learner")

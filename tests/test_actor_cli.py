@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from tmrlx.actor.policy import load_weights, save_weights
+from tmrlx.common import weights as contract
 from tmrlx.common.config import Config
 from tmrlx.common.specs import spec_from_config
 from tmrlx.learner.link import LearnerClient
@@ -32,14 +32,15 @@ def tmrlx(args: list[str], data: Path, **kwargs) -> subprocess.Popen:
 def weights_file(tmp_path_factory) -> Path:
     """A policy the learner would publish, saved the way `tmrlx expert`/`test` read it."""
     jax = pytest.importorskip("jax")
-    from tmrlx.learner.networks import Actor, Arch, dummy_inputs
-    from tmrlx.learner.publish import actor_weights, weights_meta
+    from tmrlx.common.weights import Arch
+    from tmrlx.learner.networks import Actor, dummy_inputs
+    from tmrlx.learner.publish import actor_weights
 
     spec = spec_from_config(Config.from_dict(PENDULUM))
     arch = Arch.for_spec(spec, hidden=(32, 32))
     params = Actor(spec, arch).init(jax.random.key(0), dummy_inputs(spec))
     path = tmp_path_factory.mktemp("weights") / "pendulum.npz"
-    save_weights(path, 5, actor_weights(params), weights_meta(spec, arch))
+    contract.save(path, 5, actor_weights(params), contract.meta(spec, arch))
     return path
 
 
@@ -75,7 +76,7 @@ def test_expert_sends_its_fixed_policy_samples_and_two_actors_share_the_machine_
         learner = LearnerClient(ccfg, spec)
         try:
             assert learner.wait_connected(20)
-            _, arrays, meta = load_weights(weights_file)
+            _, arrays, meta = contract.load(weights_file)
             learner.publish_weights(99, arrays, meta)  # the expert ignores them, the actor follows them
             port = ["--port", str(ccfg.PORT)]
             expert = tmrlx(["expert", "--weights", str(weights_file), "--episodes", "2", *port], tmp_path)
@@ -120,7 +121,8 @@ def test_weights_the_learner_saves_are_what_tmrlx_test_runs(tmp_path: Path, monk
     from types import SimpleNamespace
 
     jax = pytest.importorskip("jax")
-    from tmrlx.learner.networks import Actor, Arch, dummy_inputs
+    from tmrlx.common.weights import Arch
+    from tmrlx.learner.networks import Actor, dummy_inputs
     from tmrlx.learner.publish import actor_weights
     from tmrlx.learner.train import Counters, Trainer
 

@@ -30,12 +30,14 @@ PENDULUM = {"ENV": {"RTGYM_INTERFACE": "GYM:Pendulum-v1",
 def learner_weights(spec: ObsSpec, seed: int) -> tuple[dict, dict]:
     """What the learner publishes: its Flax actor's exported weights and meta."""
     jax = pytest.importorskip("jax")
-    from tmrlx.learner.networks import Actor, Arch, dummy_inputs
-    from tmrlx.learner.publish import actor_weights, weights_meta
+    from tmrlx.common import weights as contract
+    from tmrlx.common.weights import Arch
+    from tmrlx.learner.networks import Actor, dummy_inputs
+    from tmrlx.learner.publish import actor_weights
 
     arch = Arch.for_spec(spec, hidden=(64, 64))
     params = Actor(spec, arch).init(jax.random.key(seed), dummy_inputs(spec))
-    return actor_weights(params), weights_meta(spec, arch)
+    return actor_weights(params), contract.meta(spec, arch)
 
 
 class Tee:

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from tmrlx.common.config import load_config
 from tmrlx.common.specs import spec_from_config
+from tmrlx.common.weights import Arch
 from tmrlx.learner.checkpoint import Checkpoints
-from tmrlx.learner.networks import Arch
 from tmrlx.learner.source import GymSource
 from tmrlx.learner.train import Trainer
 

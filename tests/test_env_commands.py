@@ -33,11 +33,12 @@ def test_benchmark_prints_rtgym_statistics(tmp_path, capsys, monkeypatch):
 def test_check_environment_drives_with_the_current_policy(tmp_path, capsys, monkeypatch):
     import jax
     import numpy as np
-    from tmrlx.actor.policy import save_weights
+    from tmrlx.common import weights as contract
     from tmrlx.common.config import load_config
     from tmrlx.common.specs import spec_from_config
-    from tmrlx.learner.networks import Actor, Arch, dummy_inputs
-    from tmrlx.learner.publish import actor_weights, weights_meta
+    from tmrlx.common.weights import Arch
+    from tmrlx.learner.networks import Actor, dummy_inputs
+    from tmrlx.learner.publish import actor_weights
 
     monkeypatch.setenv("TMRLX_DATA", str(tmp_path))
     cfg = load_config(overrides={"RUN_NAME": "drv", "ENV": {"RTGYM_INTERFACE": "SIMLIDAR"}})
@@ -47,7 +48,7 @@ def test_check_environment_drives_with_the_current_policy(tmp_path, capsys, monk
     weights["mu/kernel"] = np.zeros_like(weights["mu/kernel"])
     weights["mu/bias"] = np.array([3.0, -3.0, 0.0], np.float32)  # full gas, no brake, straight
     (tmp_path / "weights").mkdir()
-    save_weights(tmp_path / "weights" / "drv.npz", 7, weights, weights_meta(spec, arch))
+    contract.save(tmp_path / "weights" / "drv.npz", 7, weights, contract.meta(spec, arch))
     assert main(["check-environment", "--run-name", "drv", "--env.rtgym-interface", "SIMLIDAR", "--driver", "policy",
                  "--steps", "30", "--every", "10", "--output", str(tmp_path / "p.png")]) == 0
     printed = capsys.readouterr().out

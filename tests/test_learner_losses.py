@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from tmrlx.common.config import load_config
 from tmrlx.common.specs import Component, ObsSpec
-from tmrlx.learner.networks import Arch
+from tmrlx.common.weights import Arch
 from tmrlx.learner.update import SAC
 
 SPEC = ObsSpec((Component("x", (3,)),), act_dim=2, act_buf_len=1)

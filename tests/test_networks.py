@@ -4,11 +4,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from tmrlx.common import weights as contract
 from tmrlx.common.config import load_config
 from tmrlx.common.specs import spec_from_config
+from tmrlx.common.weights import Arch
 from tmrlx.learner.networks import (
     Actor,
-    Arch,
     conv,
     critic_ensemble,
     deterministic_action,
@@ -16,7 +17,7 @@ from tmrlx.learner.networks import (
     patches,
     squashed_sample,
 )
-from tmrlx.learner.publish import actor_weights, params_from_weights, weights_meta
+from tmrlx.learner.publish import actor_weights, params_from_weights
 
 
 def actor_weights_shapes(params):
@@ -64,7 +65,7 @@ def test_actor_parameter_names_and_tmrl_sizes(interface, n_params):
     if convs:
         assert w["conv_0/kernel"].shape == (8, 8, 4, 64) and w["conv_3/kernel"].shape == (4, 4, 128, 128)
     assert all(v.dtype == np.float32 for v in w.values())
-    assert Arch.from_dict(weights_meta(spec, arch)["arch"]) == arch
+    assert Arch.from_dict(contract.meta(spec, arch)["arch"]) == arch
 
 
 def test_weights_round_trip_gives_the_same_actor():

@@ -10,9 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tmrlx.actor.policy import Policy, WeightsError, load_weights, save_weights
+from tmrlx.actor.policy import Policy
+from tmrlx.common import weights as contract
 from tmrlx.common.config import Config
 from tmrlx.common.specs import ObsSpec, spec_from_config
+from tmrlx.common.weights import Arch, WeightsError
 
 ROOT = Path(__file__).resolve().parents[1]
 LAYOUTS = {
@@ -43,8 +45,8 @@ def random_parts(spec: ObsSpec, batch: int, rng: np.random.Generator) -> dict[st
 def flax_actor(spec: ObsSpec, seed: int):
     """The learner's actor with non-zero biases, its exported weights and meta."""
     jax = pytest.importorskip("jax")
-    from tmrlx.learner.networks import Actor, Arch, dummy_inputs
-    from tmrlx.learner.publish import actor_weights, weights_meta
+    from tmrlx.learner.networks import Actor, dummy_inputs
+    from tmrlx.learner.publish import actor_weights
 
     arch = Arch.for_spec(spec)
     actor = Actor(spec, arch)
@@ -52,7 +54,7 @@ def flax_actor(spec: ObsSpec, seed: int):
     rng = np.random.default_rng(seed)
     params = jax.tree.map(lambda s: (rng.normal(0, 1, s.shape) / np.sqrt(np.prod(s.shape[:-1]) or 10)).astype(np.float32),
                           shapes)
-    return jax.jit(actor.apply), params, actor_weights(params), weights_meta(spec, arch)
+    return jax.jit(actor.apply), params, actor_weights(params), contract.meta(spec, arch)
 
 
 @pytest.mark.parametrize("layout", sorted(LAYOUTS))
@@ -107,18 +109,18 @@ def test_weights_file_round_trip_and_no_pickle(tmp_path: Path) -> None:
     spec = spec_of("lidar-mlp")
     _, _, weights, meta = flax_actor(spec, seed=1)
     path = tmp_path / "run.npz"
-    save_weights(path, 42, weights, meta)
-    version, arrays, meta2 = load_weights(path)
+    contract.save(path, 42, weights, meta)
+    version, arrays, meta2 = contract.load(path)
     assert version == 42 and meta2 == json.loads(json.dumps(meta)) and set(arrays) == set(weights)
     parts = random_parts(spec, 3, np.random.default_rng(1))
     np.testing.assert_array_equal(Policy(arrays, meta2, spec).actions(parts), Policy(weights, meta, spec).actions(parts))
     evil = tmp_path / "evil.npz"
     np.savez(evil, __meta__=np.array([{"arch": 1}], dtype=object))
     with pytest.raises(WeightsError, match="cannot read"):
-        load_weights(evil)
+        contract.load(evil)
     (tmp_path / "junk.npz").write_bytes(b"not a zip")
     with pytest.raises(WeightsError, match="cannot read"):
-        load_weights(tmp_path / "junk.npz")
+        contract.load(tmp_path / "junk.npz")
 
 
 def test_actor_imports_without_jax() -> None:

@@ -148,7 +148,7 @@ def test_weights_swap_between_steps_and_bad_weights_are_skipped(caplog) -> None:
     good, meta = mlp_weights(MLP_SPEC, seed=1)
     bad = {**good, "mu/kernel": good["mu/kernel"][:3]}
     malformed = {**meta, "arch": {**meta["arch"], "hidden": None}}
-    client = FakeClient({3: (5, good, meta), 12: (6, bad, meta), 20: (7, good, malformed)})
+    client = FakeClient({3: (5, good, meta), 12: (6, bad, meta), 20: (7, good, malformed), 28: ("v8", good, meta)})
     env = CounterEnv(MLP_SPEC, length=40, delay=0.002)  # time for the helper thread to build each policy
     rollout = Rollout(env, MLP_SPEC, client, deterministic=True, chunk_rows=2, chunk_seconds=60.0)
     (stats,) = rollout.run(episodes=1)
@@ -157,7 +157,8 @@ def test_weights_swap_between_steps_and_bad_weights_are_skipped(caplog) -> None:
     assert stats["policy_version"] == 5
     logs = [r.getMessage() for r in caplog.records if r.name == "tmrlx.actor"]
     assert any("ignoring weights" in line and "mu/kernel" in line for line in logs)
-    assert any("ignoring malformed weights (TypeError" in line for line in logs)
+    assert any("ignoring weights: weights meta 'arch.hidden' is None" in line for line in logs)
+    assert any("ignoring malformed weights (ValueError" in line for line in logs)
     # once swapped in, the actions are the new policy's deterministic ones
     policy = Policy(good, meta, MLP_SPEC)
     rows = all_rows(client.chunks)

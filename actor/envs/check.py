@@ -42,20 +42,16 @@ Driver = Callable[[tuple], np.ndarray]  # observation -> action in [-1, 1]
 
 def policy_driver(cfg: Config, weights: Path | None) -> Driver:
     """The deterministic policy (NumPy) from a weights file, as `tmrlx test` runs it."""
-    from tmrlx.actor.main import find_weights
-    from tmrlx.actor.policy import Policy, WeightsError, load_weights
+    from tmrlx.actor.policy import load_policy
     from tmrlx.common.specs import spec_from_config
+    from tmrlx.common.weights import find as find_weights
 
-    path = find_weights(cfg, weights)
+    path = find_weights(cfg.RUN_NAME, paths.weights_dir(), weights)
     if path is None:
         raise ConfigError(f"--driver policy needs weights: pass --weights PATH or train {cfg.RUN_NAME!r} first "
                           f"(looked for {cfg.RUN_NAME}*.npz in {paths.weights_dir()})")
-    try:
-        version, arrays, meta = load_weights(path)
-        policy = Policy(arrays, meta, spec_from_config(cfg), version)
-    except WeightsError as e:
-        raise ConfigError(str(e)) from None
-    print(f"driving with the policy from {path} (version {version})")
+    policy = load_policy(path, spec_from_config(cfg))
+    print(f"driving with the policy from {path} (version {policy.version})")
     return policy.act
 
 
