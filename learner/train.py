@@ -42,11 +42,33 @@ class Counters:
     saves: int = 0
 
 
-def units_per_call(cfg: Config, arch: Arch, g: int, device: jax.Device) -> int:
+@dataclass(frozen=True)
+class Schedule:
+    """TMRL's schedule keys, resolved once: the loop reads them between blocks, never the config."""
+
+    max_epochs: int
+    rounds_per_epoch: int
+    steps_per_round: int
+    buffer_interval: int  # pull samples every this many updates
+    model_interval: int  # publish weights every this many updates
+    max_ratio: float  # updates per sample, at most
+    start_samples: int  # samples before the first update
+    save_every: int  # publications between kept weight copies (0: none)
+    run_name: str
+    reset: bool  # RESET_TRAINING: resume only the replay memory
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> Schedule:
+        return cls(cfg.MAX_EPOCHS, cfg.ROUNDS_PER_EPOCH, cfg.TRAINING_STEPS_PER_ROUND, cfg.UPDATE_BUFFER_INTERVAL,
+                   cfg.UPDATE_MODEL_INTERVAL, float(cfg.MAX_TRAINING_STEPS_PER_ENVIRONMENT_STEP),
+                   max(cfg.ENVIRONMENT_STEPS_BEFORE_TRAINING, 2), cfg.SAVE_MODEL_EVERY, cfg.RUN_NAME, cfg.RESET_TRAINING)
+
+
+def units_per_call(schedule: Schedule, arch: Arch, g: int, device: jax.Device) -> int:
     """Largest block (in units of `g` updates) that divides the round and both intervals, capped by model and device."""
     if arch.type == "cnn":
         return 1
-    step = math.gcd(cfg.TRAINING_STEPS_PER_ROUND, cfg.UPDATE_BUFFER_INTERVAL, cfg.UPDATE_MODEL_INTERVAL)
+    step = math.gcd(schedule.steps_per_round, schedule.buffer_interval, schedule.model_interval)
     cap = 50 if device.platform == "gpu" else 10
     return next((u for u in range(cap, 0, -1) if step % (u * g) == 0), 1)
 
@@ -58,13 +80,14 @@ class Trainer:
                  metrics: Metrics | None = None, checkpoints: Checkpoints | None = None, seed: int = 0,
                  episode_log: JsonlSink | None = None):
         self.cfg, self.spec, self.source = cfg, spec, source
+        self.schedule = Schedule.from_config(cfg)
         self.arch = arch or Arch.for_spec(spec)
         self.metrics = metrics or Metrics([])
         self.checkpoints = checkpoints
         self.episode_log = episode_log  # every episode's statistics, as they arrive (the demo follows it)
         self.device = pick_device(cfg)
         g = cfg.ALG.REDQ_Q_UPDATES_PER_POLICY_UPDATE if cfg.ALG.ALGORITHM == "REDQSAC" else 1
-        self.sac = SAC(cfg, spec, self.arch, units_per_call(cfg, self.arch, g, self.device))
+        self.sac = SAC(cfg, spec, self.arch, units_per_call(self.schedule, self.arch, g, self.device))
         self.seed = seed
         self.state = self._fresh_state()
         self.replay = init_replay(spec, cfg.MEMORY_SIZE, self.device)
@@ -105,9 +128,9 @@ class Trainer:
         arrays = actor_weights(self.state.actor)
         self.source.publish_weights(version, arrays, weights.meta(self.spec, self.arch))
         self.counters.publications += 1
-        every = self.cfg.SAVE_MODEL_EVERY
+        every = self.schedule.save_every
         if every and self.counters.publications % every == 0:
-            self.save_weights(arrays, f"{self.cfg.RUN_NAME}_{version}")
+            self.save_weights(arrays, f"{self.schedule.run_name}_{version}")
 
     def save_weights(self, arrays: dict, name: str) -> Path:
         """The actor's weights in the data folder's weights/, the file `tmrlx test` / `tmrlx expert` read."""
@@ -119,20 +142,20 @@ class Trainer:
     # ---- the schedule ----
     def ready(self) -> bool:
         """TMRL's ratio control: enough samples to start, and not too many updates per sample."""
-        c, cfg = self.counters, self.cfg
-        if c.samples < max(cfg.ENVIRONMENT_STEPS_BEFORE_TRAINING, 2):
+        c, s = self.counters, self.schedule
+        if c.samples < s.start_samples:
             return False
-        return c.updates + self.sac.updates_per_call <= cfg.MAX_TRAINING_STEPS_PER_ENVIRONMENT_STEP * c.samples
+        return c.updates + self.sac.updates_per_call <= s.max_ratio * c.samples
 
     def run_round(self) -> bool:
         """Train one round (resuming a partial one); False when stopped before its end."""
-        cfg, c = self.cfg, self.counters
+        s, c = self.schedule, self.counters
         t0, idle = time.perf_counter(), 0.0
         start_updates = c.round_updates
-        while c.round_updates < cfg.TRAINING_STEPS_PER_ROUND:
+        while c.round_updates < s.steps_per_round:
             if self.stopping:
                 return False
-            if c.updates - self._last_pull >= cfg.UPDATE_BUFFER_INTERVAL:
+            if c.updates - self._last_pull >= s.buffer_interval:
                 self.pull()
             if not self.ready():
                 t = time.perf_counter()
@@ -144,7 +167,7 @@ class Trainer:
             self._infos.append(info)
             c.updates += self.sac.updates_per_call
             c.round_updates += self.sac.updates_per_call
-            if c.updates // cfg.UPDATE_MODEL_INTERVAL > before // cfg.UPDATE_MODEL_INTERVAL:
+            if c.updates // s.model_interval > before // s.model_interval:
                 self.publish()
         self.pull()
         jax.block_until_ready(self.state)
@@ -174,8 +197,8 @@ class Trainer:
 
     def run_epoch(self) -> bool:
         """The rest of the current epoch; False when stopped."""
-        self.metrics.start_epoch(self.counters.epoch, self.cfg.ROUNDS_PER_EPOCH)
-        while self.counters.round < self.cfg.ROUNDS_PER_EPOCH:
+        self.metrics.start_epoch(self.counters.epoch, self.schedule.rounds_per_epoch)
+        while self.counters.round < self.schedule.rounds_per_epoch:
             if not self.run_round():
                 return False
         self.counters.epoch += 1
@@ -186,7 +209,7 @@ class Trainer:
         """Train until MAX_EPOCHS or `stop()`; checkpoint after every epoch and on stop."""
         if self.counters.publications == 0:
             self.publish()
-        while self.counters.epoch < self.cfg.MAX_EPOCHS and not self.stopping:
+        while self.counters.epoch < self.schedule.max_epochs and not self.stopping:
             if self.run_epoch():
                 self.save()
         if self.stopping:
@@ -211,7 +234,7 @@ class Trainer:
             return
         self.counters.saves += 1
         self.checkpoints.save(self.counters.saves, self._arrays(), self._meta())
-        self.save_weights(actor_weights(self.state.actor), self.cfg.RUN_NAME)
+        self.save_weights(actor_weights(self.state.actor), self.schedule.run_name)
 
     def resume(self) -> dict | None:
         """Load the newest good checkpoint; with RESET_TRAINING keep only its replay memory. Returns its counters."""
@@ -230,7 +253,7 @@ class Trainer:
         self.replay = jax.device_put(arrays["replay"], self.device)
         self.ingest.load_state(meta["ingest"])
         saved = Counters(**meta["counters"])
-        if self.cfg.RESET_TRAINING:
+        if self.schedule.reset:
             self.counters = Counters(samples=saved.samples, saves=saved.saves)
         else:
             self.state = jax.device_put(arrays["state"], self.device)
