@@ -28,7 +28,8 @@ from threadpoolctl import threadpool_limits
 from tmrlx.actor.policy import Policy, prime_blas
 from tmrlx.actor.rollout import NoiseBlock, Rollout
 from tmrlx.common.config import Config
-from tmrlx.common.specs import ObsSpec, spec_from_config
+from tmrlx.common.kinds import spec_from_config
+from tmrlx.common.specs import ObsSpec
 from tmrlx.learner.networks import Actor, Arch, dummy_inputs, squashed_sample
 from tmrlx.learner.publish import actor_weights, weights_meta
 

@@ -7,7 +7,7 @@ matmul of the same size; the kernels are still stored HWIO so exporting them nee
 
 Building and running the actor::
 
-    from tmrlx.common.specs import spec_from_config
+    from tmrlx.common.kinds import spec_from_config
     from tmrlx.learner.networks import Actor, Arch, deterministic_action, dummy_inputs, squashed_sample
 
     spec = spec_from_config(cfg)

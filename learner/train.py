@@ -18,7 +18,8 @@ import jax
 import numpy as np
 from tmrlx.actor.policy import save_weights as write_weights_file
 from tmrlx.common import paths
-from tmrlx.common.config import Config, ConfigError
+from tmrlx.common.config import Config
+from tmrlx.common.errors import ConfigError
 from tmrlx.common.metrics import JsonlSink, Metrics
 from tmrlx.common.specs import ObsSpec
 from tmrlx.learner.checkpoint import Checkpoints

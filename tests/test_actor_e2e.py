@@ -15,7 +15,8 @@ import pytest
 from tmrlx.actor.envs import make_env
 from tmrlx.actor.rollout import Rollout
 from tmrlx.common.config import Config, load_config
-from tmrlx.common.specs import ObsSpec, spec_from_config
+from tmrlx.common.kinds import spec_from_config
+from tmrlx.common.specs import ObsSpec
 from tmrlx.common.wire.transport import ActorClient, LearnerClient
 
 from tmrlx.testing import free_port, running_broker

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import zmq
 from tmrlx.common.config import load_config
-from tmrlx.common.specs import spec_from_config
+from tmrlx.common.kinds import spec_from_config
 from tmrlx.common.wire.codec import MAGIC, VERSION
 from tmrlx.common.wire.protocol import MsgType, make, parse
 from tmrlx.common.wire.transport import ActorClient, LearnerClient

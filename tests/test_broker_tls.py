@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 from tmrlx.common.config import load_config
-from tmrlx.common.specs import spec_from_config
+from tmrlx.common.kinds import spec_from_config
 from tmrlx.common.wire import security
 from tmrlx.common.wire.transport import ActorClient, LearnerClient
 

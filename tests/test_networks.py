@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from tmrlx.common.config import load_config
-from tmrlx.common.specs import spec_from_config
+from tmrlx.common.kinds import spec_from_config
 from tmrlx.learner.networks import (
     Actor,
     Arch,

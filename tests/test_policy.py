@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from tmrlx.actor.policy import Policy, WeightsError, load_weights, save_weights
 from tmrlx.common.config import Config
-from tmrlx.common.specs import ObsSpec, spec_from_config
+from tmrlx.common.kinds import spec_from_config
+from tmrlx.common.specs import ObsSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 LAYOUTS = {

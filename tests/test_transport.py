@@ -3,7 +3,7 @@
 import time
 
 from tmrlx.common.config import load_config
-from tmrlx.common.specs import spec_from_config
+from tmrlx.common.kinds import spec_from_config
 from tmrlx.common.wire.liveness import Backoff, Liveness
 from tmrlx.common.wire.transport import ActorClient, LearnerClient, broker_address
 

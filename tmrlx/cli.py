@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from tmrlx.common import paths
-from tmrlx.common.config import SCHEMA, Config, ConfigError, Key, load_config
+from tmrlx.common.config import SCHEMA, Config, Key, load_config
+from tmrlx.common.errors import ConfigError
 from tmrlx.install import install
 
 

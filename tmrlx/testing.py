@@ -16,7 +16,8 @@ import numpy as np
 
 from tmrlx.broker.server import Broker
 from tmrlx.common.config import Config
-from tmrlx.common.specs import ObsSpec, spec_from_config
+from tmrlx.common.kinds import spec_from_config
+from tmrlx.common.specs import ObsSpec
 from tmrlx.common.wire.protocol import chunk_fields
 
 
