@@ -26,8 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from tmrlx.common import paths
-from tmrlx.common.config import Config, ConfigError
-from tmrlx.common.specs import spec_from_config
+from tmrlx.common.config import Config
+from tmrlx.common.errors import ConfigError
+from tmrlx.common.kinds import spec_from_config
 
 FLUSH_S = 5.0  # at exit, how long to wait for queued samples to reach the broker
 

@@ -25,7 +25,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 from threadpoolctl import threadpool_limits
 from tmrlx.common import weights
-from tmrlx.common.config import ConfigError
+from tmrlx.common.errors import ConfigError
 from tmrlx.common.specs import Component, ObsSpec
 from tmrlx.common.weights import BIAS, KERNEL, LOG_STD, MU, Arch, WeightsError, conv_name, hidden_name, param_name
 

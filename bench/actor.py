@@ -29,7 +29,8 @@ from tmrlx.actor.policy import Policy, prime_blas
 from tmrlx.actor.rollout import NoiseBlock, Rollout
 from tmrlx.common import weights as contract
 from tmrlx.common.config import Config
-from tmrlx.common.specs import ObsSpec, spec_from_config
+from tmrlx.common.kinds import spec_from_config
+from tmrlx.common.specs import ObsSpec
 from tmrlx.common.weights import Arch
 from tmrlx.learner.networks import Actor, dummy_inputs, squashed_sample
 from tmrlx.learner.publish import actor_weights

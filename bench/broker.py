@@ -17,7 +17,7 @@ from typing import Any
 
 import zmq
 from tmrlx.common.config import Config, load_config
-from tmrlx.common.specs import spec_from_config
+from tmrlx.common.kinds import spec_from_config
 from tmrlx.common.wire import security
 from tmrlx.common.wire.protocol import MsgType, make
 

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from tmrlx.common.config import load_config
-from tmrlx.common.specs import spec_from_config
+from tmrlx.common.kinds import spec_from_config
 from tmrlx.common.weights import Arch
 from tmrlx.learner.allocator import OPT_OUT, TUNABLES, reexec_with_tuned_malloc
 from tmrlx.learner.ingest import Ingest

@@ -23,7 +23,7 @@ import zmq
 from tmrlx.broker.status import Status
 from tmrlx.common.chunks import ChunkError, ChunkSchema
 from tmrlx.common.config import Config
-from tmrlx.common.specs import spec_from_config
+from tmrlx.common.kinds import spec_from_config
 from tmrlx.common.wire import frames as wire
 from tmrlx.common.wire import security
 from tmrlx.common.wire.codec import MAX_LAYOUTS, Decoded, ProtocolError

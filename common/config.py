@@ -15,17 +15,14 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from tmrlx.common.errors import ConfigError
+from tmrlx.common.kinds import interface_problem
+
 SUPPORTED_VERSIONS = re.compile(r"^0\.(6|7)\.\d+$")
 CURRENT_VERSION = "0.6.0"
 
-TM_INTERFACES = ("TM20FULL", "TM20LIDAR", "TM20LIDARPROGRESS")
-SIM_INTERFACES = ("SIMFULL", "SIMLIDAR", "SIMLIDARPROGRESS")
 ALGORITHMS = ("SAC", "REDQSAC")
 OPTIMIZERS = ("adam", "adamw", "sgd")
-
-
-class ConfigError(ValueError):
-    """A bad configuration value; the message names the key, the value and what was expected."""
 
 
 @dataclass(frozen=True)
@@ -71,19 +68,6 @@ def _pair_of_betas(v: Any) -> str | None:
         isinstance(b, (int, float)) and not isinstance(b, bool) and 0.0 <= b < 1.0 for b in v
     )
     return None if ok else "a list of two numbers in [0, 1)"
-
-
-def _interface(v: str) -> str | None:
-    if v in TM_INTERFACES + SIM_INTERFACES:
-        return None
-    if v.startswith("GYM:") and len(v) > 4:
-        return None
-    if re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", v):
-        return None
-    return (
-        "one of " + ", ".join(TM_INTERFACES + SIM_INTERFACES)
-        + ", 'GYM:<gymnasium id>' or 'package.module:InterfaceClass'"
-    )
 
 
 def _dict(v: Any) -> str | None:
@@ -148,7 +132,7 @@ SCHEMA: tuple[Key, ...] = (
     Key("ALG.BETAS_CRITIC", list, [0.997, 0.997], "critic Adam betas", _pair_of_betas),
     Key("ALG.L2_ACTOR", NUM, 0.0, "actor weight decay", _range(0.0)),
     Key("ALG.L2_CRITIC", NUM, 0.0, "critic weight decay", _range(0.0)),
-    Key("ENV.RTGYM_INTERFACE", str, "TM20FULL", "environment", _interface),
+    Key("ENV.RTGYM_INTERFACE", str, "TM20FULL", "environment", interface_problem),
     Key("ENV.WINDOW_WIDTH", int, 256, "game window width (px)", _range(16)),
     Key("ENV.WINDOW_HEIGHT", int, 128, "game window height (px)", _range(16)),
     Key("ENV.IMG_WIDTH", int, 64, "model image width (px)", _range(8)),

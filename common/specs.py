@@ -1,4 +1,4 @@
-"""Observation and action layouts derived from the config, shared by actor, broker and learner.
+"""Observation and action layouts, shared by actor, broker and learner (each kind's in `common.kinds`).
 
 An rtgym observation is a tuple of components followed by the last `act_buf_len` actions.
 A component with `history > 1` is a stack of the last `history` frames, newest last; actors send
@@ -9,14 +9,13 @@ has a `scale` so actor and learner feed the networks the same normalised floats.
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-from tmrlx.common.config import SIM_INTERFACES, TM_INTERFACES, Config, ConfigError
+from tmrlx.common.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -87,52 +86,6 @@ class ObsSpec:
         out = {c.name: parts[c.name].astype(np.float32) * np.float32(c.scale) for c in self.components}
         out["act_buf"] = parts["act_buf"].astype(np.float32)
         return out
-
-
-ACT_DIM_TM = 3
-LIDAR_BEAMS = 19
-SPEED = Component("speed", (1,), scale=1.0 / 1000.0)
-
-
-def spec_from_config(cfg: Config) -> ObsSpec:
-    """The layout the config's interface produces, without starting the environment."""
-    env = cfg.ENV
-    name = env.RTGYM_INTERFACE
-    buf = env.RTGYM_CONFIG.act_buf_len
-    hist = env.IMG_HIST_LEN
-    if name in TM_INTERFACES + SIM_INTERFACES:
-        kind = name[4:] if name.startswith("TM20") else name[3:]
-        if kind == "FULL":
-            shape = (env.IMG_HEIGHT, env.IMG_WIDTH) if env.IMG_GRAYSCALE else (env.IMG_HEIGHT, env.IMG_WIDTH, 3)
-            comps = (SPEED, Component("gear", (1,), scale=0.1), Component("rpm", (1,), scale=1e-4),
-                     Component("images", shape, "uint8", hist, scale=1.0 / 256.0))
-        else:
-            lidar = Component("lidar", (LIDAR_BEAMS,), history=hist, scale=2.0 / env.WINDOW_WIDTH)
-            comps = (SPEED, lidar) if kind == "LIDAR" else (SPEED, Component("progress", (1,)), lidar)
-        return ObsSpec(comps, ACT_DIM_TM, buf)
-    if name.startswith("GYM:"):
-        import gymnasium
-
-        try:
-            env_ = gymnasium.make(name[4:])
-        except Exception as e:  # gymnasium raises several types for unknown or broken ids
-            raise ConfigError(f"config key 'ENV.RTGYM_INTERFACE' has value {name!r}: {e}") from None
-        try:
-            return spec_from_spaces(env_.observation_space, env_.action_space, buf)
-        finally:
-            env_.close()
-    cls = load_interface_class(name)
-    iface = cls(**dict(env.RTGYM_CONFIG.interface_kwargs))
-    return spec_from_spaces(iface.get_observation_space(), iface.get_action_space(), buf)
-
-
-def load_interface_class(name: str) -> type:
-    """Import a user's `package.module:Class` rtgym interface, with a clear error."""
-    module, _, attr = name.partition(":")
-    try:
-        return getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError) as e:
-        raise ConfigError(f"config key 'ENV.RTGYM_INTERFACE' has value {name!r}: cannot import it ({e})") from None
 
 
 def spec_from_spaces(obs_space: Any, act_space: Any, act_buf_len: int) -> ObsSpec:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tmrlx.common.config import ConfigError
+from tmrlx.common.errors import ConfigError
 from tmrlx.common.specs import ObsSpec
 
 ARCH_TYPES = ("mlp", "cnn")

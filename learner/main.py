@@ -12,9 +12,11 @@ import signal
 import sys
 
 from tmrlx.common import paths
-from tmrlx.common.config import Config, ConfigError
+from tmrlx.common.config import Config
+from tmrlx.common.errors import ConfigError
+from tmrlx.common.kinds import GYM, kind_of, spec_from_config
+from tmrlx.common.kinds.gym import gym_id
 from tmrlx.common.metrics import JsonlSink, Metrics, TerminalSink, WandbSink
-from tmrlx.common.specs import spec_from_config
 from tmrlx.learner.checkpoint import Checkpoints
 from tmrlx.learner.train import Trainer
 
@@ -30,11 +32,11 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
 def _source(cfg: Config, spec, args: argparse.Namespace):
     if getattr(args, "local_source", False):
         interface = cfg.ENV.RTGYM_INTERFACE
-        if not interface.startswith("GYM:"):
-            raise ConfigError(f"--local-source needs ENV.RTGYM_INTERFACE='GYM:<gymnasium id>', got {interface!r}")
+        if kind_of(interface) is not GYM:
+            raise ConfigError(f"--local-source needs ENV.RTGYM_INTERFACE={GYM.accepts}, got {interface!r}")
         from tmrlx.learner.source import GymSource
 
-        return GymSource(interface[4:], spec, seed=getattr(args, "seed", 0), steps_per_poll=cfg.UPDATE_BUFFER_INTERVAL)
+        return GymSource(gym_id(interface), spec, seed=getattr(args, "seed", 0), steps_per_poll=cfg.UPDATE_BUFFER_INTERVAL)
     from tmrlx.learner.link import LearnerClient
 
     return LearnerClient(cfg, spec)

@@ -7,7 +7,10 @@ matmul of the same size; the kernels are still stored HWIO so exporting them nee
 
 Building and running the actor::
 
-    from tmrlx.common.specs import spec_from_config
+    from tmrlx.common.kinds import spec_from_config
+    from tmrlx.common.weights import Arch
+    from tmrlx.learner.networks import Actor, deterministic_action, dummy_inputs, squashed_sample
+    from tmrlx.common.kinds import spec_from_config
     from tmrlx.common.weights import Arch
     from tmrlx.learner.networks import Actor, deterministic_action, dummy_inputs, squashed_sample
 

@@ -18,7 +18,8 @@ import jax
 import numpy as np
 from tmrlx.common import paths, weights
 from tmrlx.common.chunks import ChunkError
-from tmrlx.common.config import Config, ConfigError
+from tmrlx.common.config import Config
+from tmrlx.common.errors import ConfigError
 from tmrlx.common.metrics import JsonlSink, Metrics
 from tmrlx.common.specs import ObsSpec
 from tmrlx.common.weights import Arch

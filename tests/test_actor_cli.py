@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from tmrlx.common import weights as contract
 from tmrlx.common.config import Config
-from tmrlx.common.specs import spec_from_config
+from tmrlx.common.kinds import spec_from_config
 from tmrlx.learner.link import LearnerClient
 
 from tmrlx.testing import running_broker

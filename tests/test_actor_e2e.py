@@ -16,7 +16,8 @@ from tmrlx.actor.envs import make_env
 from tmrlx.actor.link import ActorClient
 from tmrlx.actor.rollout import Rollout
 from tmrlx.common.config import Config, load_config
-from tmrlx.common.specs import ObsSpec, spec_from_config
+from tmrlx.common.kinds import spec_from_config
+from tmrlx.common.specs import ObsSpec
 from tmrlx.learner.link import LearnerClient
 
 from tmrlx.testing import free_port, running_broker

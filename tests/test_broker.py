@@ -9,7 +9,7 @@ import pytest
 import zmq
 from tmrlx.actor.link import ActorClient
 from tmrlx.common.config import load_config
-from tmrlx.common.specs import spec_from_config
+from tmrlx.common.kinds import spec_from_config
 from tmrlx.common.wire.codec import MAGIC, VERSION
 from tmrlx.common.wire.protocol import MsgType, make, parse
 from tmrlx.learner.link import LearnerClient

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from tmrlx.actor.link import ActorClient
 from tmrlx.common.config import load_config
-from tmrlx.common.specs import spec_from_config
+from tmrlx.common.kinds import spec_from_config
 from tmrlx.common.wire import security
 from tmrlx.learner.link import LearnerClient
 

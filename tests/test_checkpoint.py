@@ -12,7 +12,7 @@ import jax
 import numpy as np
 import pytest
 from tmrlx.common.config import load_config
-from tmrlx.common.specs import spec_from_config
+from tmrlx.common.kinds import spec_from_config
 from tmrlx.common.weights import Arch
 from tmrlx.learner.checkpoint import Checkpoints
 from tmrlx.learner.source import GymSource

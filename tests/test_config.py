@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 from tmrlx.common import paths
-from tmrlx.common.config import SCHEMA, Config, ConfigError, defaults, load_config
+from tmrlx.common.config import SCHEMA, Config, defaults, load_config
+from tmrlx.common.errors import ConfigError
 
 from tmrlx.cli import main
 

@@ -11,8 +11,9 @@ from gymnasium import spaces
 from tmrlx.actor.envs import make_env
 from tmrlx.actor.envs.record import run as record_reward
 from tmrlx.actor.envs.sim.track import trajectory_path
-from tmrlx.common.config import ConfigError, load_config
-from tmrlx.common.specs import spec_from_config
+from tmrlx.common.config import load_config
+from tmrlx.common.errors import ConfigError
+from tmrlx.common.kinds import spec_from_config
 
 LAYOUTS = [("SIMLIDAR", {}), ("SIMLIDARPROGRESS", {}), ("SIMFULL", {}), ("SIMFULL", {"IMG_GRAYSCALE": False}),
            ("SIMLIDAR", {"IMG_HIST_LEN": 1}), ("SIMFULL", {"IMG_HIST_LEN": 2, "IMG_WIDTH": 32, "IMG_HEIGHT": 48})]

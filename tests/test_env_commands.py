@@ -35,7 +35,7 @@ def test_check_environment_drives_with_the_current_policy(tmp_path, capsys, monk
     import numpy as np
     from tmrlx.common import weights as contract
     from tmrlx.common.config import load_config
-    from tmrlx.common.specs import spec_from_config
+    from tmrlx.common.kinds import spec_from_config
     from tmrlx.common.weights import Arch
     from tmrlx.learner.networks import Actor, dummy_inputs
     from tmrlx.learner.publish import actor_weights

@@ -5,7 +5,7 @@ import time
 import numpy as np
 import pytest
 from tmrlx.common.config import load_config
-from tmrlx.common.specs import spec_from_config
+from tmrlx.common.kinds import spec_from_config
 from tmrlx.common.weights import Arch
 from tmrlx.learner.source import GymSource
 from tmrlx.learner.train import Trainer

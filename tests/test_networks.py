@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from tmrlx.common import weights as contract
 from tmrlx.common.config import load_config
-from tmrlx.common.specs import spec_from_config
+from tmrlx.common.kinds import spec_from_config
 from tmrlx.common.weights import Arch
 from tmrlx.learner.networks import (
     Actor,

@@ -13,7 +13,8 @@ import pytest
 from tmrlx.actor.policy import Policy
 from tmrlx.common import weights as contract
 from tmrlx.common.config import Config
-from tmrlx.common.specs import ObsSpec, spec_from_config
+from tmrlx.common.kinds import spec_from_config
+from tmrlx.common.specs import ObsSpec
 from tmrlx.common.weights import Arch, WeightsError
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from tmrlx.common.chunks import ChunkError, ChunkSchema
 from tmrlx.common.config import load_config
-from tmrlx.common.specs import spec_from_config
+from tmrlx.common.kinds import spec_from_config
 from tmrlx.common.wire.codec import ProtocolError, encode
 from tmrlx.common.wire.protocol import MsgType, make, parse
 

@@ -4,7 +4,8 @@ import argparse
 
 import pytest
 import zmq
-from tmrlx.common.config import ConfigError, load_config
+from tmrlx.common.config import load_config
+from tmrlx.common.errors import ConfigError
 from tmrlx.common.wire import security
 
 from tmrlx import keys

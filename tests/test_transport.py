@@ -4,7 +4,7 @@ import time
 
 from tmrlx.actor.link import ActorClient
 from tmrlx.common.config import load_config
-from tmrlx.common.specs import spec_from_config
+from tmrlx.common.kinds import spec_from_config
 from tmrlx.common.wire.link import LinkSettings
 from tmrlx.common.wire.liveness import Backoff, Liveness
 from tmrlx.learner.link import LearnerClient

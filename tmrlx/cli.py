@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from tmrlx.common import paths
-from tmrlx.common.config import SCHEMA, Config, ConfigError, Key, load_config
+from tmrlx.common.config import SCHEMA, Config, Key, load_config
+from tmrlx.common.errors import ConfigError
 from tmrlx.install import install
 from tmrlx.log import setup as setup_logging
 

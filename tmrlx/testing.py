@@ -17,7 +17,8 @@ import numpy as np
 from tmrlx.broker.server import Broker
 from tmrlx.common.chunks import ChunkSchema
 from tmrlx.common.config import Config
-from tmrlx.common.specs import ObsSpec, spec_from_config
+from tmrlx.common.kinds import spec_from_config
+from tmrlx.common.specs import ObsSpec
 
 
 def wait_for(predicate: Any, timeout: float = 10.0, interval: float = 0.02) -> Any:

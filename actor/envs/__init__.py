@@ -7,7 +7,8 @@
 | `GYM:<id>` | any Gymnasium env with a Box action space | lockstep (`"lockstep": false` for real time) |
 | `package.module:Class` | a user's rtgym `RealTimeGymInterface` (built with `interface_kwargs`) | real time |
 
-Real time is rtgym's `RealTimeEnvTS`; lockstep is `LockstepEnv` (same semantics, virtual clock).
+Real time is rtgym's `RealTimeEnvTS`; lockstep is `LockstepEnv` (same semantics, virtual clock). What each kind
+accepts and its clock are in `common.kinds`; what it builds is in `actor.envs.kinds`.
 Both take their timing from `ENV.RTGYM_CONFIG` and expose `benchmarks()` when `benchmark` is true.
 """
 
@@ -18,9 +19,10 @@ from typing import Any
 
 import gymnasium
 from rtgym.envs.real_time_env import RealTimeEnvTS
-from tmrlx.actor.envs.clock import Clock, VirtualClock, WallClock
-from tmrlx.common.config import SIM_INTERFACES, TM_INTERFACES, Config, ConfigError
-from tmrlx.common.specs import load_interface_class
+from tmrlx.actor.envs.clock import VirtualClock, WallClock
+from tmrlx.actor.envs.kinds import env_kind
+from tmrlx.common.config import Config
+from tmrlx.common.kinds import kind_of
 
 
 def rtgym_config(cfg: Config, interface: Callable[[], Any] | None = None) -> dict:
@@ -33,37 +35,14 @@ def rtgym_config(cfg: Config, interface: Callable[[], Any] | None = None) -> dic
             "benchmark_polyak": 0.1, "wait_on_done": rt.wait_on_done, "last_act_on_reset": False}
 
 
-def interface_factory(cfg: Config) -> tuple[Callable[[Clock], Any], bool]:
-    """(build the rtgym interface on a clock, lockstep?) for the config's RTGYM_INTERFACE."""
-    name = cfg.ENV.RTGYM_INTERFACE
-    kwargs = dict(cfg.ENV.RTGYM_CONFIG.interface_kwargs)
-    if name in SIM_INTERFACES:
-        from tmrlx.actor.envs.sim.backends import sim_interface, sim_options
-
-        return (lambda clock: sim_interface(cfg, clock)), bool(sim_options(kwargs)["lockstep"])
-    if name in TM_INTERFACES:
-        from tmrlx.actor.envs.backends.tm import tm_interface
-
-        return (lambda clock: tm_interface(cfg, clock)), False
-    if name.startswith("GYM:"):
-        from tmrlx.actor.envs.gym_adapter import GymInterface, gym_options
-
-        lockstep = bool(gym_options(kwargs)["lockstep"])
-        return (lambda clock: GymInterface(name[4:], cfg.ENV.RTGYM_CONFIG.ep_max_length)), lockstep
-    cls = load_interface_class(name)
-    return (lambda clock: cls(**kwargs)), False
-
-
 def make_env(cfg: Config) -> gymnasium.Env:
-    """The environment the config describes; observations follow `common.specs.spec_from_config(cfg)`."""
+    """The environment the config describes; observations follow `common.kinds.spec_from_config(cfg)`."""
     from tmrlx.actor.envs.lockstep import LockstepEnv
 
-    build, lockstep = interface_factory(cfg)
-    if lockstep:
+    build = env_kind(cfg).interface
+    timing = kind_of(cfg.ENV.RTGYM_INTERFACE).timing(cfg.ENV.RTGYM_CONFIG.interface_kwargs)
+    if timing.lockstep:
         clock = VirtualClock()
-        pace = cfg.ENV.RTGYM_CONFIG.interface_kwargs.get("steps_per_s")
-        if pace is not None and (isinstance(pace, bool) or not isinstance(pace, (int, float)) or pace <= 0):
-            raise ConfigError(f"interface_kwargs 'steps_per_s' has value {pace!r}: expected a number > 0 or null")
-        return LockstepEnv(build(clock), rtgym_config(cfg), clock, steps_per_s=pace)
-    interface = build(WallClock())  # built here so that its errors reach the caller, not rtgym's thread
+        return LockstepEnv(build(cfg, clock), rtgym_config(cfg), clock, steps_per_s=timing.steps_per_s)
+    interface = build(cfg, WallClock())  # built here so that its errors reach the caller, not rtgym's thread
     return RealTimeEnvTS(rtgym_config(cfg, lambda: interface))

@@ -18,8 +18,10 @@ import cv2
 import numpy as np
 from tmrlx.actor.envs import make_env
 from tmrlx.actor.envs.interface import TrackInterface
+from tmrlx.actor.envs.kinds import Driver, env_kind
 from tmrlx.common import paths
-from tmrlx.common.config import SIM_INTERFACES, Config, ConfigError
+from tmrlx.common.config import Config
+from tmrlx.common.errors import ConfigError
 
 DRIVERS = ("scripted", "keyboard", "policy", "zero", "random")
 
@@ -37,13 +39,10 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
         parser.add_argument("--every", type=int, default=10, help="put every N-th step in the strip")
 
 
-Driver = Callable[[tuple], np.ndarray]  # observation -> action in [-1, 1]
-
-
 def policy_driver(cfg: Config, weights: Path | None) -> Driver:
     """The deterministic policy (NumPy) from a weights file, as `tmrlx test` runs it."""
     from tmrlx.actor.policy import load_policy
-    from tmrlx.common.specs import spec_from_config
+    from tmrlx.common.kinds import spec_from_config
     from tmrlx.common.weights import find as find_weights
 
     path = find_weights(cfg.RUN_NAME, paths.weights_dir(), weights)
@@ -65,12 +64,10 @@ def make_driver(name: str, env, cfg: Config, weights: Path | None = None) -> Dri
     if name == "policy":
         return policy_driver(cfg, weights)
     if name == "scripted":
-        if cfg.ENV.RTGYM_INTERFACE not in SIM_INTERFACES or not hasattr(env, "interface"):
+        scripted = env_kind(cfg).scripted
+        if scripted is None or not hasattr(env, "interface"):
             raise ConfigError("--driver scripted needs a lockstep SIM* interface (the driver reads the simulated car)")
-        from tmrlx.actor.envs.sim.driver import scripted_action
-
-        world = env.interface.backends.controller.world
-        return lambda obs: np.array(scripted_action(world), np.float32)
+        return scripted(env)
     try:
         import keyboard
     except ImportError:
@@ -113,8 +110,7 @@ def drive(env, driver: Driver, steps: int, on_step: Callable | None = None) -> l
 
 def check_environment(cfg: Config, args: argparse.Namespace) -> int:
     env = make_env(cfg)
-    driver = make_driver(args.driver or ("scripted" if cfg.ENV.RTGYM_INTERFACE in SIM_INTERFACES else "keyboard"),
-                         env, cfg, getattr(args, "weights", None))
+    driver = make_driver(args.driver or env_kind(cfg).check_driver, env, cfg, getattr(args, "weights", None))
     frames: list[np.ndarray] = []
 
     def show(t, obs, r, term, trunc, info):
@@ -141,7 +137,7 @@ def check_environment(cfg: Config, args: argparse.Namespace) -> int:
 def benchmark(cfg: Config, args: argparse.Namespace) -> int:
     cfg = cfg.replace({"ENV": {"RTGYM_CONFIG": {"benchmark": True}}})
     env = make_env(cfg)
-    driver = make_driver(args.driver or ("scripted" if cfg.ENV.RTGYM_INTERFACE in SIM_INTERFACES else "zero"), env, cfg,
+    driver = make_driver(args.driver or ("scripted" if env_kind(cfg).scripted else "zero"), env, cfg,
                          getattr(args, "weights", None))
     drive(env, driver, args.steps)
     stats = {k: {"mean_s": v[0], "avg_dev_s": v[1]} for k, v in env.benchmarks().items()}

@@ -14,17 +14,7 @@ import gymnasium
 import numpy as np
 from gymnasium import spaces
 from rtgym import RealTimeGymInterface
-from tmrlx.common.config import ConfigError
-
-GYM_KWARGS = {"lockstep": True, "save_replays": False, "steps_per_s": None}
-
-
-def gym_options(kwargs: dict) -> dict:
-    unknown = sorted(set(kwargs) - set(GYM_KWARGS))
-    if unknown:
-        raise ConfigError(f"config key 'ENV.RTGYM_CONFIG.interface_kwargs' has unknown option(s) {unknown} for a "
-                          f"GYM: environment: expected some of {sorted(GYM_KWARGS)}")
-    return {**GYM_KWARGS, **kwargs}
+from tmrlx.common.errors import ConfigError
 
 
 def _box(space: spaces.Space) -> spaces.Box:

@@ -19,7 +19,7 @@ from tmrlx.actor.envs.backends.gamedata import FINISHED, GEAR, RPM, SPEED, X, Z
 from tmrlx.actor.envs.lidar import Lidar
 from tmrlx.actor.envs.reward import RewardFunction
 from tmrlx.common.config import Config
-from tmrlx.common.specs import spec_from_config
+from tmrlx.common.kinds import spec_from_config
 
 BOUNDS = {"speed": (0.0, 1000.0), "gear": (0.0, 6.0), "rpm": (0.0, np.inf), "images": (0, 255),
           "lidar": (0.0, np.inf), "progress": (0.0, 1.0)}

@@ -16,8 +16,11 @@ import numpy as np
 from tmrlx.actor.envs.backends import GameData
 from tmrlx.actor.envs.backends.gamedata import FINISHED, X, Z
 from tmrlx.actor.envs.clock import Clock
+from tmrlx.actor.envs.kinds import ENV_KINDS, env_kind
 from tmrlx.actor.envs.reward import default_reward_path, resample
-from tmrlx.common.config import SIM_INTERFACES, TM_INTERFACES, Config, ConfigError
+from tmrlx.common.config import Config
+from tmrlx.common.errors import ConfigError
+from tmrlx.common.kinds import REGISTRY, SIMULATOR, TRACKMANIA
 
 POLL = 0.01  # s between records (the plugin sends one per game frame)
 MAX_LAP = 600.0  # s
@@ -50,8 +53,7 @@ def record_sim(cfg: Config) -> np.ndarray:
     from tmrlx.actor.envs.sim.backends import SimController, SimGameData, TcpGameData, sim_world
     from tmrlx.actor.envs.sim.driver import scripted_action
 
-    lockstep = bool(dict(cfg.ENV.RTGYM_CONFIG.interface_kwargs).get("lockstep", True))
-    clock = VirtualClock() if lockstep else WallClock()
+    clock = VirtualClock() if SIMULATOR.timing(cfg.ENV.RTGYM_CONFIG.interface_kwargs).lockstep else WallClock()
     world, opts = sim_world(cfg, clock)
     gamedata = TcpGameData(world, int(opts["port"])) if opts["gamedata"] == "tcp" else SimGameData(world)
     controller = SimController(world)
@@ -62,11 +64,11 @@ def record_sim(cfg: Config) -> np.ndarray:
 
 
 def record_tm(cfg: Config) -> np.ndarray:
+    """A human's lap in the game, read from the plugin's stream."""
     from tmrlx.actor.envs.backends.gamedata import GameDataClient
-    from tmrlx.actor.envs.backends.tm import TM_KWARGS
     from tmrlx.actor.envs.clock import WallClock
 
-    opts = {**TM_KWARGS, **dict(cfg.ENV.RTGYM_CONFIG.interface_kwargs)}
+    opts = TRACKMANIA.interface_options(cfg.ENV.RTGYM_CONFIG.interface_kwargs)
     client = GameDataClient(opts["host"], int(opts["port"]))
     print(f"recording from the plugin on {opts['host']}:{opts['port']}: drive one lap, start line to finish line")
     try:
@@ -76,15 +78,12 @@ def record_tm(cfg: Config) -> np.ndarray:
 
 
 def run(cfg: Config, args: argparse.Namespace) -> int:
-    name = cfg.ENV.RTGYM_INTERFACE
-    if name in SIM_INTERFACES:
-        positions = record_sim(cfg)
-    elif name in TM_INTERFACES:
-        positions = record_tm(cfg)
-    else:
-        raise ConfigError(f"record-reward records a track lap: ENV.RTGYM_INTERFACE is {name!r}, expected one of "
-                          + ", ".join(TM_INTERFACES + SIM_INTERFACES))
-    trajectory = resample(positions)
+    record = env_kind(cfg).record
+    if record is None:
+        tracks = ", ".join(kind.accepts for kind in REGISTRY if ENV_KINDS[kind.name].record is not None)
+        raise ConfigError(f"record-reward records a track lap: ENV.RTGYM_INTERFACE is {cfg.ENV.RTGYM_INTERFACE!r}, "
+                          f"expected one of {tracks}")
+    trajectory = resample(record(cfg))
     out = getattr(args, "output", None) or default_reward_path()
     out.parent.mkdir(parents=True, exist_ok=True)
     np.save(out, trajectory)

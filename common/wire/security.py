@@ -17,7 +17,8 @@ from pathlib import Path
 
 import zmq
 import zmq.auth
-from tmrlx.common.config import Config, ConfigError
+from tmrlx.common.config import Config
+from tmrlx.common.errors import ConfigError
 from zmq.utils import z85
 
 ZAP_ENDPOINT = "inproc://zeromq.zap.01"

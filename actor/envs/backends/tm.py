@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -19,10 +18,9 @@ from tmrlx.actor.envs.backends.gamedata import GameDataClient
 from tmrlx.actor.envs.clock import Clock
 from tmrlx.actor.envs.interface import TrackInterface
 from tmrlx.actor.envs.reward import MissingRewardError, RewardFunction, default_reward_path, load_trajectory
-from tmrlx.common.config import Config, ConfigError
-
-TM_KWARGS = {"save_replays": False, "host": "127.0.0.1", "port": 9000, "window_left": 0, "window_top": 0,
-             "reward_file": None}
+from tmrlx.common.config import Config
+from tmrlx.common.errors import ConfigError
+from tmrlx.common.kinds import TRACKMANIA
 
 
 class MssScreen:
@@ -81,12 +79,7 @@ def _import(name: str, problems: list[str]) -> Any:
 
 def tm_interface(cfg: Config, clock: Clock) -> TrackInterface:
     """The TM20* interface on the real game, or one ConfigError listing everything that is missing."""
-    kwargs: Mapping[str, Any] = cfg.ENV.RTGYM_CONFIG.interface_kwargs
-    unknown = sorted(set(kwargs) - set(TM_KWARGS))
-    if unknown:
-        raise ConfigError(f"config key 'ENV.RTGYM_CONFIG.interface_kwargs' has unknown TrackMania option(s) {unknown}: "
-                          f"expected some of {sorted(TM_KWARGS)}")
-    opts = {**TM_KWARGS, **kwargs}
+    opts = TRACKMANIA.interface_options(cfg.ENV.RTGYM_CONFIG.interface_kwargs)
     problems: list[str] = []
     if sys.platform != "win32":
         problems.append(f"TrackMania 2020 runs on Windows (this is {sys.platform}); use a SIM* interface here")

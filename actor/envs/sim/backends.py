@@ -1,22 +1,11 @@
 """The simulator's screen, game-data and controller backends, and the interface factory for SIM*.
 
-`interface_kwargs` understood here (all optional):
-- `lockstep` (bool, default true): virtual clock, each step advances exactly `time_step_duration`
-  of simulated time; false: physics follows the wall clock, as in the game;
-- `track` (`"easy"`, `"medium"`, `"hard"` or a track .json path, default `"easy"`);
-- `seed` (int or null, default null): jitter the respawn position (+-1 m) and heading (+-3 degrees)
-  with this seed; null always respawns exactly on the start line;
-- `gamedata` (`"direct"` default, or `"tcp"`: serve the plugin's byte stream on 127.0.0.1:`port`
-  and read it back with the real TCP client; real-time only);
-- `port` (int, default 0: a free port) for `gamedata: "tcp"`;
-- `reward_file` (path, default the track's shipped trajectory);
-- `save_replays`: accepted for TMRL compatibility, ignored.
+`interface_kwargs` (track, seed, gamedata, ...) are the simulator kind's: see `common.kinds.track`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -29,26 +18,9 @@ from tmrlx.actor.envs.sim.render import Renderer
 from tmrlx.actor.envs.sim.server import GameDataServer
 from tmrlx.actor.envs.sim.track import load_track, trajectory_path
 from tmrlx.actor.envs.sim.world import SimWorld
-from tmrlx.common.config import Config, ConfigError
-
-SIM_KWARGS = {"lockstep": True, "track": "easy", "seed": None, "gamedata": "direct", "port": 0,
-              "reward_file": None, "save_replays": False, "steps_per_s": None}
-
-
-def sim_options(kwargs: Mapping[str, Any]) -> dict[str, Any]:
-    """interface_kwargs with defaults filled in; unknown or ill-typed keys are a ConfigError."""
-    unknown = sorted(set(kwargs) - set(SIM_KWARGS))
-    if unknown:
-        raise ConfigError(f"config key 'ENV.RTGYM_CONFIG.interface_kwargs' has unknown simulator option(s) {unknown}: "
-                          f"expected some of {sorted(SIM_KWARGS)}")
-    opts = {**SIM_KWARGS, **kwargs}
-    if opts["gamedata"] not in ("direct", "tcp"):
-        raise ConfigError(f"interface_kwargs 'gamedata' has value {opts['gamedata']!r}: expected 'direct' or 'tcp'")
-    if opts["gamedata"] == "tcp" and opts["lockstep"]:
-        raise ConfigError("interface_kwargs 'gamedata': 'tcp' streams in real time: set 'lockstep': false with it")
-    if opts["seed"] is not None and not isinstance(opts["seed"], int):
-        raise ConfigError(f"interface_kwargs 'seed' has value {opts['seed']!r}: expected an integer or null")
-    return opts
+from tmrlx.common.config import Config
+from tmrlx.common.errors import ConfigError
+from tmrlx.common.kinds import SIMULATOR
 
 
 class SimScreen:
@@ -107,7 +79,7 @@ class SimController:
 
 
 def sim_world(cfg: Config, clock: Clock) -> tuple[SimWorld, dict[str, Any]]:
-    opts = sim_options(cfg.ENV.RTGYM_CONFIG.interface_kwargs)
+    opts = SIMULATOR.interface_options(cfg.ENV.RTGYM_CONFIG.interface_kwargs)
     try:
         track = load_track(opts["track"])
     except ValueError as e:

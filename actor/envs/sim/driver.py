@@ -8,8 +8,10 @@ watching the screen, and drives through the same controller the policy uses.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
+from tmrlx.actor.envs.kinds import Driver
 from tmrlx.actor.envs.sim.car import GRIP
 from tmrlx.actor.envs.sim.track import STEP
 from tmrlx.actor.envs.sim.world import SimWorld
@@ -35,3 +37,9 @@ def scripted_action(world: SimWorld) -> tuple[float, float, float]:
     gas = 1.0 if speed < target else 0.0
     brake = 1.0 if speed > target + 2.0 else 0.0
     return gas, brake, steer
+
+
+def scripted_driver(env: Any) -> Driver:
+    """check-environment's `scripted` driver: reads the world behind a lockstep SIM* env."""
+    world = env.interface.backends.controller.world
+    return lambda obs: np.array(scripted_action(world), np.float32)
