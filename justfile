@@ -34,3 +34,7 @@ bench name *args:
 # lint
 lint:
     ruff check .
+
+# type-check (mypy over the installed `tmrlx` layout)
+typecheck:
+    bash .ci/typecheck

@@ -16,9 +16,9 @@ thread (see `actor.rollout.Rollout.run`).
 from __future__ import annotations
 
 import argparse
+import logging
 import secrets
 import signal
-import sys
 import threading
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -30,6 +30,7 @@ from tmrlx.common.config import Config
 from tmrlx.common.errors import ConfigError
 from tmrlx.common.kinds import spec_from_config
 
+log = logging.getLogger("tmrlx.actor")
 FLUSH_S = 5.0  # at exit, how long to wait for queued samples to reach the broker
 
 
@@ -59,7 +60,7 @@ def policy_from_file(cfg: Config, args: argparse.Namespace, spec: Any) -> Any:
                               f"in {paths.weights_dir()}")
         return None
     policy = load_policy(path, spec, args.policy_threads)
-    print(f"tmrlx {args.command}: policy from {path} (version {policy.version}, {policy.arch.type})", file=sys.stderr)
+    log.info("policy from %s (version %d, %s)", path, policy.version, policy.arch.type)
     return policy
 
 
@@ -78,7 +79,7 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
     spec = spec_from_config(cfg)
     policy = policy_from_file(cfg, args, spec) if mode in ("test", "expert") else None
     if cfg.CUDA_INFERENCE:
-        print(f"tmrlx {mode}: CUDA_INFERENCE is ignored: the NumPy policy runs on the CPU", file=sys.stderr)
+        log.info("CUDA_INFERENCE is ignored: the NumPy policy runs on the CPU")
     session = secrets.token_hex(8)
     stop = threading.Event()
     with ExitStack() as stack:
@@ -97,7 +98,7 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
                           policy_threads=args.policy_threads,
                           deterministic=True if mode == "test" else args.deterministic)
         if policy is None and mode == "test":
-            print("tmrlx test: no weights file: waiting for the learner's weights from the broker", file=sys.stderr)
+            log.info("no weights file: waiting for the learner's weights from the broker")
             rollout.wait_for_policy(stop)
 
         def on_episode(stats: dict) -> None:
@@ -107,16 +108,16 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
 
         done = rollout.run(args.episodes, stop, on_episode)
         if client is not None and client.error:
-            print(f"tmrlx {mode}: the broker refused this actor: {client.error}", file=sys.stderr)
+            log.error("the broker refused this actor: %s", client.error)
             return 1
-        print(f"tmrlx {mode}: {len(done)} episodes" + (", stopped by a signal" if stop.is_set() else ""), file=sys.stderr)
+        log.info("%d episodes%s", len(done), ", stopped by a signal" if stop.is_set() else "")
     return 0
 
 
 def _flush(client: Any, mode: str, timeout: float = FLUSH_S) -> None:
     """Give the last chunks and episode statistics a moment to leave before closing the link."""
     if not client.flush(timeout):
-        print(f"tmrlx {mode}: closing with undelivered samples ({client.stats()})", file=sys.stderr)
+        log.warning("closing with undelivered samples (%s)", client.stats())
 
 
 @contextmanager

@@ -256,7 +256,8 @@ class _Workspace:
     def _conv_parts(self, convs: list[_Conv]) -> list[list[tuple[np.ndarray, ...]]]:
         """Per conv, its work as (strided patch view of the input, that shape over the patch buffer, patch rows,
         output rows): im2col is one copy. At batch 1 a conv with enough output rows comes as two row halves."""
-        out, src = [], self.image
+        out: list[list[tuple[np.ndarray, ...]]] = []
+        src: np.ndarray = self.image
         for i, (conv, patches, result) in enumerate(zip(convs, self.patches, self.conv_out)):
             if i > 0:  # the previous conv's output, (B*oh*ow, C) rows, seen as NHWC
                 src = self.conv_out[i - 1].reshape(self.batch, *convs[i - 1].out_hw, -1)

@@ -152,7 +152,7 @@ class Rollout:
         self.policy = policy
         self.max_steps, self.time_step = int(max_steps), float(time_step)
         self.deterministic = (mode == "test") if deterministic is None else deterministic
-        self.send = mode != "test" and client is not None
+        self.sender = client if mode != "test" else None  # where samples and episode statistics go
         self.rng = np.random.default_rng(seed)
         self.noise = NoiseBlock(self.rng, spec.act_dim)
         self.seed = seed
@@ -172,7 +172,7 @@ class Rollout:
             on_episode: Callable[[dict], None] | None = None) -> list[dict]:
         """Episodes until `episodes` are done or `stop` is set (then the partial chunk is still sent)."""
         stop = stop or threading.Event()
-        results = []
+        results: list[dict] = []
         # one BLAS thread: an OpenBLAS thread that spins for work steals the CPU from rtgym's time-step
         # thread and from the game (measured: late steps with 2 BLAS threads on a loaded 2-core box);
         # the CNN policy uses a second core its own way (see actor.policy)
@@ -225,8 +225,8 @@ class Rollout:
         self._flush()
         self.episodes += 1
         stats = self._stats(total, steps, inference, info)
-        if self.send:
-            self.client.send_episode(stats)  # type: ignore[union-attr]
+        if self.sender is not None:
+            self.sender.send_episode(stats)
         return stats
 
     def _act(self, obs: Any) -> np.ndarray:
@@ -235,9 +235,9 @@ class Rollout:
         return self.policy.act(obs, None if self.deterministic else self.noise.next())
 
     def _swap_weights(self) -> None:
-        if self.follower is None:
+        if self.follower is None or self.client is None:
             return
-        self.follower.offer(self.client.latest_weights())  # type: ignore[union-attr]
+        self.follower.offer(self.client.latest_weights())
         new = self.follower.ready()
         if new is not None:
             if self.policy is None:
@@ -245,7 +245,7 @@ class Rollout:
             self.policy = new
 
     def _add(self, obs: Any, action: np.ndarray | None, reward: float, terminated: bool, truncated: bool) -> None:
-        if not self.send:
+        if self.sender is None:
             return
         if self.writer.n == 0:
             self._chunk_t0 = time.perf_counter()
@@ -254,9 +254,8 @@ class Rollout:
             self._flush()
 
     def _flush(self) -> None:
-        chunk = self.writer.flush() if self.send else None
-        if chunk is not None:
-            self.client.send_samples(*chunk)  # type: ignore[union-attr]
+        if self.sender is not None and (chunk := self.writer.flush()) is not None:
+            self.sender.send_samples(*chunk)
 
     def _stats(self, total: float, steps: list[float], inference: list[float], info: Mapping) -> dict:
         dt = np.asarray(steps) if steps else np.zeros(1)

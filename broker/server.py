@@ -152,9 +152,9 @@ class Broker:
             while not (self._stop.is_set() or (stop_event is not None and stop_event.is_set())):
                 events = dict(poller.poll(math.ceil(min(100.0, self._hb * 250))))
                 if self._zap is not None and self._zap.socket in events:
-                    self._authenticate()
+                    self._authenticate(self._zap)
                 if self._monitor is not None and self._monitor in events:
-                    self._handshake_failed()
+                    self._handshake_failed(self._monitor)
                 if self.sock in events:
                     self._receive()
                 self._flush()
@@ -169,15 +169,15 @@ class Broker:
             self._serving = False
 
     # ---- receiving
-    def _authenticate(self) -> None:
-        ok, address = self._zap.handle()  # type: ignore[union-attr]
+    def _authenticate(self, zap: security.ZapHandler) -> None:
+        ok, address = zap.handle()
         if not ok:
             self.counts["refused"] += 1
             self._warn("zap", f"refused a CurveZMQ connection from {address}: its key is not allowed "
                               "(wrong PASSWORD or TLS_CREDENTIALS_DIRECTORY)")
 
-    def _handshake_failed(self) -> None:
-        recv_monitor_message(self._monitor)  # type: ignore[arg-type]
+    def _handshake_failed(self, monitor: zmq.Socket) -> None:
+        recv_monitor_message(monitor)
         self.counts["refused"] += 1
         self._warn("curve", "a client's CurveZMQ handshake failed: it uses other keys (wrong PASSWORD or "
                             "TLS_CREDENTIALS_DIRECTORY)")
@@ -343,10 +343,11 @@ class Broker:
         for ident, peer in list(self.peers.items()):
             if peer.owed >= batch and self._send(ident, make(MsgType.CREDIT, {"n": peer.owed, "ack": peer.ack})):
                 peer.owed = 0
-        learner = self.peers.get(self._learner) if self._learner else None
-        while learner is not None and learner.credit > 0 and self._buffer:
+        to = self._learner
+        learner = self.peers.get(to) if to is not None else None
+        while to is not None and learner is not None and learner.credit > 0 and self._buffer:
             rows, frames, nbytes = self._buffer[0]
-            if not self._send(self._learner, frames):  # type: ignore[arg-type]
+            if not self._send(to, frames):
                 break
             self._buffer.popleft()
             self._buffered -= rows

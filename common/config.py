@@ -292,7 +292,9 @@ class Config(Section):
         def section(d: dict, kind: type) -> Section:
             return kind({k: section(v, Section) if isinstance(v, dict) else v for k, v in d.items()})
 
-        return section(nested, cls)  # type: ignore[return-value]
+        built = section(nested, cls)
+        assert isinstance(built, Config)
+        return built
 
     def flat(self) -> dict[str, Any]:
         """{dotted path: value} for every key."""

@@ -12,7 +12,6 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from numbers import Real
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,8 @@ TMRL_CONVS = ((64, 8, 2), (64, 4, 2), (128, 4, 2), (128, 4, 2))  # TMRL's Vanill
 KERNEL, BIAS = "kernel", "bias"
 MU, LOG_STD = "mu", "log_std"
 SEP = "/"
+
+REAL = (int, float, np.integer, np.floating)
 
 # the .npz file: the arrays by name, plus these two entries
 META_KEY = "__meta__"
@@ -66,7 +67,7 @@ class Arch:
         if low > high:
             raise _bad("log_std_max", high, f"at least log_std_min ({low})")
         return cls(kind, _sizes(d.get("hidden", default.hidden), "hidden", "a list of layer widths"),
-                   tuple(_sizes(c, f"convs[{i}]", "[out_channels, kernel, stride]", 3) for i, c in enumerate(convs)),
+                   tuple(_conv(c, f"convs[{i}]") for i, c in enumerate(convs)),
                    low, high)
 
     def to_dict(self) -> dict:
@@ -87,15 +88,20 @@ def _items(value: Any, key: str, expected: str) -> list:
 def _sizes(value: Any, key: str, expected: str, length: int | None = None) -> tuple[int, ...]:
     """Positive whole numbers (layer widths, a conv's shape), or a WeightsError naming `key`."""
     items = _items(value, key, expected)
-    whole = all(isinstance(v, Real) and not isinstance(v, bool) and float(v).is_integer() and v >= 1 for v in items)
+    whole = all(isinstance(v, REAL) and not isinstance(v, bool) and float(v).is_integer() and v >= 1 for v in items)
     if not whole or (length is not None and len(items) != length):
         raise _bad(key, value, expected)
     return tuple(int(v) for v in items)
 
 
+def _conv(value: Any, key: str) -> tuple[int, int, int]:
+    out, kernel, stride = _sizes(value, key, "[out_channels, kernel, stride]", 3)
+    return out, kernel, stride
+
+
 def _number(d: Mapping[str, Any], key: str, default: float) -> float:
     value = d.get(key, default)
-    if not isinstance(value, Real) or isinstance(value, bool) or not np.isfinite(value):
+    if not isinstance(value, REAL) or isinstance(value, bool) or not np.isfinite(value):
         raise _bad(key, value, "a number")
     return float(value)
 
@@ -144,9 +150,10 @@ def save(path: Path, version: int, arrays: Mapping[str, np.ndarray], meta: Mappi
 
     Written to a temporary file then renamed, so a reader never sees half a file.
     """
-    extra = {META_KEY: np.array(json.dumps(meta)), VERSION_KEY: np.array(int(version))}
+    entries: dict[str, Any] = {k: np.asarray(v, np.float32) for k, v in arrays.items()}
+    entries.update({META_KEY: np.array(json.dumps(meta)), VERSION_KEY: np.array(int(version))})
     tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, **{k: np.asarray(v, np.float32) for k, v in arrays.items()}, **extra)
+    np.savez(tmp, **entries)
     tmp.replace(path)
 
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import signal
-import sys
 
 from tmrlx.common import paths
 from tmrlx.common.config import Config
@@ -19,6 +19,8 @@ from tmrlx.common.kinds.gym import gym_id
 from tmrlx.common.metrics import JsonlSink, Metrics, TerminalSink, WandbSink
 from tmrlx.learner.checkpoint import Checkpoints
 from tmrlx.learner.train import Trainer
+
+log = logging.getLogger("tmrlx.learner")
 
 
 def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
@@ -51,16 +53,16 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
         try:
             sinks.append(WandbSink(cfg.WANDB_PROJECT, cfg.WANDB_ENTITY, cfg.WANDB_KEY, cfg.RUN_NAME, cfg.to_dict()))
         except RuntimeError as e:
-            print(f"tmrlx learner: {e}", file=sys.stderr)
+            log.error("%s", e)
             return 2
     source = _source(cfg, spec, args)
-    trainer = Trainer(cfg, spec, source, metrics=Metrics(sinks), checkpoints=Checkpoints(paths.checkpoints_dir() / cfg.RUN_NAME),
-                      seed=getattr(args, "seed", 0), episode_log=JsonlSink(paths.logs_dir() / cfg.RUN_NAME / "episodes.jsonl"))
+    checkpoints = Checkpoints(paths.checkpoints_dir() / cfg.RUN_NAME)
+    trainer = Trainer(cfg, spec, source, metrics=Metrics(sinks), checkpoints=checkpoints, seed=getattr(args, "seed", 0),
+                      episode_log=JsonlSink(paths.logs_dir() / cfg.RUN_NAME / "episodes.jsonl"))
     resumed = trainer.resume()
     if resumed is not None:
         what = "restarting the model, keeping the replay memory" if cfg.RESET_TRAINING else "resuming"
-        print(f"tmrlx learner: {what} from checkpoint " + json.dumps({"counters": resumed, "memory": trainer.counters.samples}),
-              file=sys.stderr)
+        log.info("%s from checkpoint %s", what, json.dumps({"counters": resumed, "memory": trainer.counters.samples}))
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: trainer.stop())
     try:
@@ -69,6 +71,6 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
         close = getattr(source, "close", None)
         if close:
             close()
-        trainer.checkpoints.close()
-    print("tmrlx learner: stopped, checkpoint saved" if trainer.stopping else "tmrlx learner: done", file=sys.stderr)
+        checkpoints.close()
+    log.info("stopped, checkpoint saved" if trainer.stopping else "done")
     return code

@@ -26,7 +26,9 @@ Building and running the actor::
 
 from __future__ import annotations
 
+import functools
 import math
+import operator
 from collections.abc import Mapping
 
 import flax.linen as nn
@@ -76,7 +78,7 @@ def conv(x: jnp.ndarray, kernel: jnp.ndarray, s: int) -> jnp.ndarray:
     hb, wb = oh - 1 + m, ow - 1 + m  # blocks used
     y = x[:, :hb * s, :wb * s].reshape(b, hb, s, wb, s, c).transpose(0, 1, 3, 2, 4, 5).reshape(b, hb, wb, s * s * c)
     blocks = kernel.reshape(m, s, m, s, c, out).transpose(0, 2, 1, 3, 4, 5).reshape(m, m, s * s * c, out)
-    return sum(y[:, i:i + oh, j:j + ow] @ blocks[i, j] for i in range(m) for j in range(m))
+    return functools.reduce(operator.add, (y[:, i:i + oh, j:j + ow] @ blocks[i, j] for i in range(m) for j in range(m)))
 
 
 class MatmulConv(nn.Module):
@@ -96,7 +98,8 @@ class MatmulConv(nn.Module):
 
 def features(spec: ObsSpec, arch: Arch, x: Mapping[str, jnp.ndarray]) -> jnp.ndarray:
     """Concat(conv features, non-image components flattened in spec order, act_buf); call inside a compact module."""
-    conv_feats, flat = [], []
+    conv_feats: list[jnp.ndarray] = []
+    flat: list[jnp.ndarray] = []
     for comp in spec.components:
         v = x[comp.name]
         b = v.shape[0]

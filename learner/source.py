@@ -8,8 +8,8 @@ be run and tested on one machine (`tmrlx learner --local-source`).
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Mapping
-from typing import Any, Protocol
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol, cast
 
 import jax
 import numpy as np
@@ -38,8 +38,12 @@ class GymSource:
         self.spec, self.steps_per_poll = spec, steps_per_poll
         self.rng = np.random.default_rng(seed)
         self.schema, self.stream, self.step = ChunkSchema.of(spec), StreamCounter(), 0
-        self.low, self.high = self.env.action_space.low, self.env.action_space.high
-        self.policy, self.params, self.version = None, None, 0
+        box = self.env.action_space
+        assert isinstance(box, gymnasium.spaces.Box), "the spec checked the action space is a Box"
+        self.low, self.high = box.low, box.high
+        self.policy: Callable[[Any, Any, Any], Any] | None = None
+        self.params: dict[str, Any] | None = None
+        self.version = 0
         self.episodes: list[dict] = []
         self.returns: list[float] = []  # every finished episode's return, for tests and logs
         self._seed = seed
@@ -59,11 +63,12 @@ class GymSource:
     def publish_weights(self, version: int, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> None:
         if self.policy is None:
             actor = Actor(self.spec, Arch.from_dict(meta["arch"]))
-            self.policy = jax.jit(lambda p, x, eps: squashed_sample(*actor.apply(p, x), eps)[0])
+            heads = lambda p, x: cast(tuple[jax.Array, jax.Array], actor.apply(p, x))  # noqa: E731 (mu, log_std)
+            self.policy = jax.jit(lambda p, x, eps: squashed_sample(*heads(p, x), eps)[0])
         self.params, self.version = params_from_weights(arrays), version
 
     def _act(self) -> np.ndarray:
-        if self.params is None:
+        if self.params is None or self.policy is None:
             return self.rng.uniform(-1, 1, self.spec.act_dim).astype(np.float32)
         parts = {c.name: np.stack(self.hist[c.name])[None] if c.history > 1 else self.hist[c.name][-1][None]
                  for c in self.spec.components}

@@ -8,8 +8,8 @@ between blocks. Metrics stay on the device until the end of a round.
 from __future__ import annotations
 
 import json
+import logging
 import math
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -29,6 +29,8 @@ from tmrlx.learner.publish import actor_weights
 from tmrlx.learner.replay import init_replay, insert, size
 from tmrlx.learner.source import Source
 from tmrlx.learner.update import SAC, pick_device
+
+log = logging.getLogger("tmrlx.learner")
 
 
 @dataclass
@@ -110,7 +112,7 @@ class Trainer:
             try:
                 rows.append(self.ingest.rows_of(meta, arrays))
             except ChunkError as e:
-                print(f"tmrlx learner: rejected {e}", file=sys.stderr)
+                log.warning("rejected %s", e)
         batch = concat_rows(rows)
         n = len(batch.get("reward", ()))
         if n:
@@ -118,8 +120,8 @@ class Trainer:
             self.counters.samples += n
         episodes = self.source.poll_episodes()
         if self.episode_log is not None:
-            for e in episodes:
-                self.episode_log.write({**e, "samples": self.counters.samples, "updates": self.counters.updates})
+            for ep in episodes:
+                self.episode_log.write({**ep, "samples": self.counters.samples, "updates": self.counters.updates})
         self._episodes += episodes
         self._last_pull = self.counters.updates
         return n
@@ -248,7 +250,7 @@ class Trainer:
                                   f"({meta.get(key)!r}, now {mine!r}): choose another RUN_NAME or delete that folder")
         found = self.checkpoints.restore(self._arrays())
         if found is None:
-            print("tmrlx learner: no readable checkpoint, starting from scratch", file=sys.stderr)
+            log.warning("no readable checkpoint, starting from scratch")
             return None
         _, arrays, meta = found
         self.replay = jax.device_put(arrays["replay"], self.device)

@@ -17,10 +17,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import gymnasium
 from rtgym.envs.real_time_env import RealTimeEnvTS
 from tmrlx.actor.envs.clock import VirtualClock, WallClock
 from tmrlx.actor.envs.kinds import env_kind
+from tmrlx.actor.envs.lockstep import LockstepEnv
 from tmrlx.common.config import Config
 from tmrlx.common.kinds import kind_of
 
@@ -35,10 +35,8 @@ def rtgym_config(cfg: Config, interface: Callable[[], Any] | None = None) -> dic
             "benchmark_polyak": 0.1, "wait_on_done": rt.wait_on_done, "last_act_on_reset": False}
 
 
-def make_env(cfg: Config) -> gymnasium.Env:
+def make_env(cfg: Config) -> LockstepEnv | RealTimeEnvTS:
     """The environment the config describes; observations follow `common.kinds.spec_from_config(cfg)`."""
-    from tmrlx.actor.envs.lockstep import LockstepEnv
-
     build = env_kind(cfg).interface
     timing = kind_of(cfg.ENV.RTGYM_INTERFACE).timing(cfg.ENV.RTGYM_CONFIG.interface_kwargs)
     if timing.lockstep:

@@ -17,7 +17,7 @@ from rtgym import RealTimeGymInterface
 from tmrlx.common.errors import ConfigError
 
 
-def _box(space: spaces.Space) -> spaces.Box:
+def _box(space: spaces.Box) -> spaces.Box:
     dtype = np.uint8 if space.dtype == np.uint8 else np.float32
     return spaces.Box(space.low.astype(dtype), space.high.astype(dtype), space.shape, dtype)
 

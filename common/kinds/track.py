@@ -56,7 +56,7 @@ def spec(env: Section, interface: str) -> ObsSpec:
     speed = Component("speed", (1,), scale=1.0 / 1000.0)
     if layout == "FULL":
         shape = (env.IMG_HEIGHT, env.IMG_WIDTH) if env.IMG_GRAYSCALE else (env.IMG_HEIGHT, env.IMG_WIDTH, 3)
-        comps = (speed, Component("gear", (1,), scale=0.1), Component("rpm", (1,), scale=1e-4),
+        comps: tuple[Component, ...] = (speed, Component("gear", (1,), scale=0.1), Component("rpm", (1,), scale=1e-4),
                  Component("images", shape, "uint8", hist, scale=1.0 / 256.0))
     else:
         lidar = Component("lidar", (LIDAR_BEAMS,), history=hist, scale=2.0 / env.WINDOW_WIDTH)

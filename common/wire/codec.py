@@ -94,7 +94,7 @@ def encode(mtype: int, header: Mapping[str, Any], arrays: Mapping[str, np.ndarra
     packed, starts, size = _declare(tuple(sig))
     head = MAGIC + bytes((VERSION, mtype)) + msgpack.packb({**header, "arrays": packed}, use_bin_type=True)
     reuse = next((i for i, b in enumerate(spare) if len(b) == size), None) if spare else None
-    body = bytearray(size) if reuse is None else spare.pop(reuse)  # type: ignore[union-attr]
+    body = spare.pop(reuse) if spare is not None and reuse is not None else bytearray(size)
     out = np.frombuffer(body, _U8)  # numpy-side copies: exporting each array's buffer to a memoryview costs more
     end = 0
     for (_, dtype_name, _), start, a in zip(sig, starts, values):  # C order, little-endian, one memcpy each
