@@ -72,3 +72,19 @@ def test_the_rules_see_every_layer() -> None:
     assert layers == set(LAYERS.values())
     app = {_layer_of(m) for layer, p in _modules() if layer == "app" for m in _imports(p)}
     assert {"common", *ROLES} <= app
+
+
+def test_the_distribution_installs_one_top_level_package() -> None:
+    """Every package of the tree is listed under `tmrlx` (a missing one would be absent from a wheel)."""
+    tomllib = pytest.importorskip("tomllib")
+    setup = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    packages, dirs = set(setup["packages"]), setup["package-dir"]
+    assert {p.split(".")[0] for p in packages} == {"tmrlx"}
+    assert {dirs[f"tmrlx.{folder}" if folder != "tmrlx" else "tmrlx"] for folder in LAYERS} == set(LAYERS)
+    found = set()
+    for folder in LAYERS:
+        base = "tmrlx" if folder == "tmrlx" else f"tmrlx.{folder}"
+        for init in (ROOT / folder).rglob("__init__.py"):
+            parts = init.parent.relative_to(ROOT / folder).parts
+            found.add(".".join((base, *parts)))
+    assert found <= packages, f"packages missing from pyproject.toml: {sorted(found - packages)}"
