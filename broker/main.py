@@ -8,7 +8,7 @@ import signal
 import sys
 import time
 
-from tmrlx.broker.server import Broker
+from tmrlx.broker.server import LOOPBACK, Broker
 from tmrlx.common.config import Config
 
 log = logging.getLogger("tmrlx.broker")
@@ -20,6 +20,9 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
     broker = Broker(cfg)
     signal.signal(signal.SIGTERM, lambda *_: broker.stop())
     log.info("listening on %s:%d (TLS %s)", broker.host, broker.port, "on" if cfg.TLS else "off")
+    if broker.host in LOOPBACK:
+        log.info("only this machine can connect (LOCALHOST_WORKER and LOCALHOST_TRAINER are true): to accept actors or a "
+                 "learner from other machines set either to false, with the same long PASSWORD everywhere and TLS true")
     last = [0.0]
 
     def show(line: str) -> None:

@@ -21,12 +21,16 @@ from typing import Any
 import numpy as np
 import zmq
 from tmrlx.broker.status import Status
-from tmrlx.common.chunks import ChunkError, ChunkSchema
+from tmrlx.common import episodes, weights
+from tmrlx.common.chunks import MAX_ROWS, ChunkError, ChunkSchema
 from tmrlx.common.config import Config
+from tmrlx.common.errors import ConfigError
 from tmrlx.common.kinds import spec_from_config
+from tmrlx.common.specs import ObsSpec
+from tmrlx.common.weights import Arch, actor_shapes
 from tmrlx.common.wire import frames as wire
 from tmrlx.common.wire import security
-from tmrlx.common.wire.codec import MAX_LAYOUTS, Decoded, ProtocolError
+from tmrlx.common.wire.codec import ALIGN, MAX_ARRAYS, MAX_HEADER_BYTES, MAX_LAYOUTS, PREFIX, Decoded, ProtocolError
 from tmrlx.common.wire.handshake import ROLES, ServerHandshake
 from tmrlx.common.wire.liveness import HEARTBEAT_S, MISSES, Clock, Liveness
 from tmrlx.common.wire.protocol import MsgType, error, make, parse
@@ -43,9 +47,11 @@ MAX_SESSIONS = 4096
 class BrokerSettings:
     """What the broker needs from the config, resolved once (nothing on the per-message path reads the config)."""
 
+    host: str  # 127.0.0.1 when every role is on this machine (both LOCALHOST keys true), else 0.0.0.0
     auth_key: bytes
+    weak_password: str | None  # why PASSWORD must not guard a public bind (None: it may)
     curve: security.CurveKeys | None
-    max_bytes: int
+    max_bytes: int  # the largest legal message: libzmq refuses bigger ones before anything is buffered for good
     max_buffered: int
     max_actors: int  # -1: no cap
     port: int
@@ -56,8 +62,18 @@ class BrokerSettings:
     def from_config(cls, cfg: Config) -> BrokerSettings:
         spec = spec_from_config(cfg)
         curve = security.curve_keys(cfg, server=True) if cfg.TLS else None
-        return cls(security.auth_key(cfg.PASSWORD), curve, cfg.BUFFER_SIZE, cfg.BUFFERS_MAXLEN, cfg.NB_WORKERS, cfg.PORT,
-                   ChunkSchema.of(spec), spec.hash())
+        host = "127.0.0.1" if cfg.LOCALHOST_WORKER and cfg.LOCALHOST_TRAINER else "0.0.0.0"
+        schema = ChunkSchema.of(spec)
+        return cls(host, security.auth_key(cfg.PASSWORD), security.weak_password(cfg.PASSWORD), curve,
+                   min(cfg.BUFFER_SIZE, largest_message(schema, spec)), cfg.BUFFERS_MAXLEN, cfg.NB_WORKERS, cfg.PORT,
+                   schema, spec.hash())
+
+
+def largest_message(schema: ChunkSchema, spec: ObsSpec) -> int:
+    """Bytes of the largest message a broker can legally receive: a chunk of MAX_ROWS rows, or the actor's weights."""
+    weights = sum(4 * math.prod(shape) for shape in actor_shapes(spec, Arch.for_spec(spec)).values())
+    arrays = max(MAX_ROWS * schema.row_bytes, weights) + ALIGN * MAX_ARRAYS  # + padding between arrays
+    return arrays + MAX_HEADER_BYTES + PREFIX
 
 
 @dataclass
@@ -78,9 +94,15 @@ class Peer:
 class Broker:
     """Run in-process with `serve_forever()` (stop with `stop()`), or from the CLI with `run`."""
 
-    def __init__(self, cfg: Config, *, host: str = "0.0.0.0", port: int | None = None, heartbeat_s: float = HEARTBEAT_S,
+    def __init__(self, cfg: Config, *, host: str | None = None, port: int | None = None, heartbeat_s: float = HEARTBEAT_S,
                  actor_window: int = 16, clock: Clock = time.monotonic):
         self.settings = settings = BrokerSettings.from_config(cfg)
+        host = settings.host if host is None else host
+        if host not in LOOPBACK and settings.weak_password:
+            raise ConfigError(f"PASSWORD {settings.weak_password}: a broker listening on {host} would let anyone who guesses it "
+                              "in. Set the same long random PASSWORD on every machine, e.g. "
+                              "--password \"$(python -c 'import secrets; print(secrets.token_urlsafe(18))')\", "
+                              "or keep every role on this machine (LOCALHOST_WORKER and LOCALHOST_TRAINER true)")
         self._hb, self._clock, self._window = heartbeat_s, clock, actor_window
         self._credit_batch = max(1, actor_window // 4)  # CREDIT per chunk cost a message each way per chunk
         self._ctx = zmq.Context()
@@ -112,8 +134,9 @@ class Broker:
         self._serving = False
         self._warned: dict[str, float] = {}
         if settings.curve is None and host not in LOOPBACK:
-            log.warning("TLS is false: samples, weights and handshakes travel in clear on %s:%d "
-                        "(set TLS true to encrypt them with CurveZMQ)", host, self.port)
+            log.warning("TLS is false on %s:%d: samples and weights travel in clear, and anyone who reaches the port can make "
+                        "the broker buffer up to %.1f MiB per connection before the password is checked. TLS is the "
+                        "protection: set TLS true (CurveZMQ) on every machine", host, self.port, settings.max_bytes / 2**20)
 
     # ---- public
     def stop(self) -> None:
@@ -204,7 +227,7 @@ class Broker:
         elif mtype is MsgType.SAMPLES and peer.role == "actor":
             self._samples(ident, peer, msg)
         elif mtype is MsgType.EPISODE and peer.role == "actor":
-            self._episodes.append(frames)
+            self._episode(ident, peer, msg)
         elif mtype is MsgType.CREDIT and peer.role == "learner":
             peer.credit += max(0, msg.header["n"])
         elif mtype is MsgType.WEIGHTS and peer.role == "learner":
@@ -235,8 +258,8 @@ class Broker:
         self._send(ident, hs.challenge())
 
     def _refuse(self, ident: bytes, address: str, h: dict, reason: str, fatal: bool = True) -> None:
-        self.counts["refused"] += 1
-        self._warn(f"refuse:{reason[:20]}", f"refused {h.get('role')} {h.get('session')} from {address}: {reason}")
+        self.counts["refused"] += 1  # role and session passed the protocol's identifier check: safe to print
+        self._warn("refuse", f"refused {h.get('role')} {h.get('session')} from {address}: {reason}")
         self._send(ident, error(reason, fatal=fatal))
 
     def _auth(self, ident: bytes, h: dict) -> None:
@@ -307,14 +330,40 @@ class Broker:
         self._checked[msg.decl] = rows
         return rows
 
+    def _episode(self, ident: bytes, peer: Peer, msg: Decoded) -> None:
+        try:
+            episodes.check(msg.header["stats"])
+        except episodes.EpisodeError as e:
+            return self._reject(ident, peer, str(e))
+        self._episodes.append(msg.frames)
+
     def _store_weights(self, ident: bytes, peer: Peer, msg: Decoded) -> None:
-        bad = [k for k, (dtype, _) in msg.layout.items() if dtype != np.float32]
-        if bad:
-            return self._reject(ident, peer, f"weights must be float32 arrays; {bad} are not")
+        problem = self._weights_problem(msg)
+        if problem:
+            return self._reject(ident, peer, f"weights refused: {problem}")
         self._weights = (msg.header["version"], msg.frames)
         for i, p in list(self.peers.items()):
             if p.role == "actor":
                 self._give_weights(i, p)
+
+    def _weights_problem(self, msg: Decoded) -> str | None:
+        """What makes a WEIGHTS message unfit for actors: another layout, other arrays than its arch has, non-finite values."""
+        try:
+            arch, spec = weights.parse_meta(msg.header["meta"])
+        except weights.WeightsError as e:
+            return str(e)
+        if spec.hash() != self.settings.spec_hash:
+            return f"they are for layout {spec.hash()}, this broker serves {self.settings.spec_hash}"
+        expected = weights.actor_shapes(spec, arch)
+        got = {name: shape for name, (_, shape) in msg.layout.items()}
+        if got != expected:
+            return f"arrays {sorted(got.items())!s:.200} differ from what arch {arch.type} needs"
+        bad = [k for k, (dtype, _) in msg.layout.items() if dtype != np.float32]
+        if bad:
+            return f"weights must be float32 arrays; {bad} are not"
+        if not all(np.isfinite(a).all() for a in msg.arrays.values()):
+            return "they hold NaN or infinite values"
+        return None
 
     # ---- sending
     def _send(self, ident: bytes, frames: Frames) -> bool:

@@ -16,11 +16,13 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
+from tmrlx.common.fields import COUNT, IDENT, VERSION, Field, problems
 from tmrlx.common.specs import ObsSpec
 
 FLAGS = ("terminated", "truncated", "first")
-META: dict[str, type] = {"session": str, "seq": int, "step0": int, "policy_version": int}
-Field = tuple[np.dtype, tuple[int, ...]]  # dtype, per-row shape
+MAX_ROWS = 2048  # rows in one chunk at most (actors send <= 256): bounds the largest legal SAMPLES message
+META: dict[str, Field] = {"session": IDENT, "seq": COUNT, "step0": COUNT, "policy_version": VERSION}
+Column = tuple[np.dtype, tuple[int, ...]]  # dtype, per-row shape
 
 
 class ChunkError(ValueError):
@@ -31,7 +33,7 @@ class ChunkError(ValueError):
 class ChunkSchema:
     """Field name -> (dtype, per-row shape) of a chunk: `obs.<component>`, `action`, `reward` and the flags."""
 
-    fields: Mapping[str, Field]
+    fields: Mapping[str, Column]
     act_dim: int
 
     @staticmethod
@@ -42,13 +44,13 @@ class ChunkSchema:
         """Zeroed columns for `rows` rows."""
         return {name: np.zeros((rows, *shape), dtype) for name, (dtype, shape) in self.fields.items()}
 
-    def replay_fields(self) -> dict[str, Field]:
+    def replay_fields(self) -> dict[str, Column]:
         """What the replay memory stores per row: the chunk's fields but `truncated`, plus `prev` (docs/architecture.md)."""
         out = {k: v for k, v in self.fields.items() if k != "truncated"}
         out["prev"] = (np.dtype("int32"), ())
         return out
 
-    def check_layout(self, layout: Mapping[str, Field]) -> int:
+    def check_layout(self, layout: Mapping[str, Column]) -> int:
         """The row count T of a chunk given each array's (dtype, full shape); raises ChunkError.
 
         The broker calls it on a decoded message's declarations, without building arrays.
@@ -67,15 +69,20 @@ class ChunkSchema:
         t = counts.pop()
         if t <= 0:
             raise ChunkError("chunk has no rows (T must be > 0)")
+        if t > MAX_ROWS:
+            raise ChunkError(f"chunk has {t} rows: at most {MAX_ROWS}")
         return t
+
+    @property
+    def row_bytes(self) -> int:
+        return sum(dtype.itemsize * int(np.prod(shape)) for dtype, shape in self.fields.values())
 
     def check(self, meta: Mapping[str, Any], arrays: Mapping[str, Any]) -> int:
         """`check_layout` on the arrays themselves, plus finite floats and the header's counters; the row count."""
-        who = f"chunk {meta.get('seq', '?')} of session {meta.get('session', '?')!r}"
-        for key, kind in META.items():
-            value = meta.get(key)
-            if not isinstance(value, kind) or isinstance(value, bool):
-                raise ChunkError(f"{who}: header key {key!r} is {value!r}, expected a {kind.__name__}")
+        who = f"chunk {meta.get('seq', '?')!r:.20} of session {meta.get('session', '?')!r:.70}"
+        problem = problems(META, meta)
+        if problem:
+            raise ChunkError(f"{who}: header {problem}")
         values = {name: np.asarray(a) for name, a in arrays.items()}
         try:
             t = self.check_layout({name: (v.dtype, v.shape) for name, v in values.items()})
@@ -89,7 +96,7 @@ class ChunkSchema:
 
 @lru_cache(maxsize=16)
 def _schema(spec: ObsSpec) -> ChunkSchema:
-    fields: dict[str, Field] = {f"obs.{c.name}": (np.dtype(c.dtype), tuple(c.shape)) for c in spec.components}
+    fields: dict[str, Column] = {f"obs.{c.name}": (np.dtype(c.dtype), tuple(c.shape)) for c in spec.components}
     fields["action"] = (np.dtype("float32"), (spec.act_dim,))
     fields["reward"] = (np.dtype("float32"), ())
     for flag in FLAGS:

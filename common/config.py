@@ -22,6 +22,8 @@ SUPPORTED_VERSIONS = re.compile(r"^0\.(6|7)\.\d+$")
 CURRENT_VERSION = "0.6.0"
 
 ALGORITHMS = ("SAC", "REDQSAC")
+SECRET_KEYS = ("PASSWORD", "WANDB_KEY")  # never written to checkpoints, logs, metrics or wandb
+REDACTED = "<redacted>"
 OPTIMIZERS = ("adam", "adamw", "sgd")
 
 
@@ -309,6 +311,13 @@ class Config(Section):
     def replace(self, overrides: Mapping) -> Config:
         """A new config with a (partial, nested) dict of overrides applied and validated."""
         return Config.from_dict(overrides, base=self)
+
+    def without_secrets(self) -> dict:
+        """`to_dict()` with every secret replaced by a marker: what may reach checkpoints, logs, metrics or wandb."""
+        out = self.to_dict()
+        for key in SECRET_KEYS:
+            out[key] = REDACTED
+        return out
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)

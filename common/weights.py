@@ -130,6 +130,27 @@ def actor_names(arch: Arch) -> set[str]:
     return {param_name(layer, leaf) for layer in actor_layers(arch) for leaf in (KERNEL, BIAS)}
 
 
+def actor_shapes(spec: ObsSpec, arch: Arch) -> dict[str, tuple[int, ...]]:
+    """Every array of the actor's weights with its shape, from the layout and the architecture alone (the broker
+    bounds a weights message with it; the Flax actor's parameters have exactly these shapes)."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    fan_in = sum(int(np.prod(c.obs_shape)) for c in spec.components if not c.is_image) + spec.act_buf_len * spec.act_dim
+    image = next((c for c in spec.components if c.is_image), None)
+    if arch.type == "cnn" and image is not None:
+        h, w = image.shape[:2]
+        channels = image.history * (image.shape[2] if len(image.shape) == 3 else 1)
+        for i, (out, k, stride) in enumerate(arch.convs):
+            shapes[param_name(conv_name(i), KERNEL)], shapes[param_name(conv_name(i), BIAS)] = (k, k, channels, out), (out,)
+            h, w, channels = (h - k) // stride + 1, (w - k) // stride + 1, out
+        fan_in += h * w * channels
+    for i, size in enumerate(arch.hidden):
+        shapes[param_name(hidden_name(i), KERNEL)], shapes[param_name(hidden_name(i), BIAS)] = (fan_in, size), (size,)
+        fan_in = size
+    for head in (MU, LOG_STD):
+        shapes[param_name(head, KERNEL)], shapes[param_name(head, BIAS)] = (fan_in, spec.act_dim), (spec.act_dim,)
+    return shapes
+
+
 def meta(spec: ObsSpec, arch: Arch) -> dict:
     """The `meta` published with the weights: how to rebuild the actor."""
     return {"arch": arch.to_dict(), "spec": spec.to_dict()}

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import zmq
+from tmrlx.common import episodes
 from tmrlx.common.config import Config
 from tmrlx.common.specs import ObsSpec
 from tmrlx.common.wire.link import Frames, Link
@@ -88,8 +89,14 @@ class LearnerClient(Link):
                 self._received += 1
                 self._rows += len(arrays["reward"]) if "reward" in arrays else 0
         elif mtype is MsgType.EPISODE:
+            try:  # the broker checked them too: a bug, not a peer, would get here
+                stats = episodes.check(header["stats"])
+            except episodes.EpisodeError as e:
+                self._counts["rejected"] += 1
+                self.log.warning("ignored %s", e)
+                return
             with self._cond:
-                self._episodes.append({**header["stats"], "session": header.get("session")})
+                self._episodes.append({**stats, "session": header.get("session")})
 
     def _pump(self, sock: zmq.Socket, live: Liveness) -> None:
         with self._cond:

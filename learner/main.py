@@ -51,7 +51,7 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
         sinks.append(TerminalSink())
     if getattr(args, "wandb", False):
         try:
-            sinks.append(WandbSink(cfg.WANDB_PROJECT, cfg.WANDB_ENTITY, cfg.WANDB_KEY, cfg.RUN_NAME, cfg.to_dict()))
+            sinks.append(WandbSink(cfg.WANDB_PROJECT, cfg.WANDB_ENTITY, cfg.WANDB_KEY, cfg.RUN_NAME, cfg.without_secrets()))
         except RuntimeError as e:
             log.error("%s", e)
             return 2

@@ -97,6 +97,7 @@ class Trainer:
         self.ingest = Ingest(spec)
         self.counters = Counters()
         self.stopping = False
+        self._published = -1  # the version actors have: the last published weights
         self._episodes: list[dict] = []
         self._infos: list = []
         self._last_pull = 0
@@ -127,8 +128,14 @@ class Trainer:
         return n
 
     def publish(self) -> None:
+        """Send the actor's weights (and keep a copy every SAVE_MODEL_EVERY); non-finite ones are never published."""
         version = self.counters.updates
         arrays = actor_weights(self.state.actor)
+        if not all(np.isfinite(a).all() for a in arrays.values()):
+            log.error("the updates up to %d produced non-finite actor weights: actors keep version %d, the last good one "
+                      "(lower the learning rates, or check the rewards)", version, self._published)
+            return
+        self._published = version
         self.source.publish_weights(version, arrays, weights.meta(self.spec, self.arch))
         self.counters.publications += 1
         every = self.schedule.save_every
@@ -229,7 +236,7 @@ class Trainer:
         return {"state": self.state, "replay": self.replay}
 
     def _meta(self) -> dict:
-        return {"counters": asdict(self.counters), "ingest": self.ingest.state(), "config": self.cfg.to_dict(),
+        return {"counters": asdict(self.counters), "ingest": self.ingest.state(), "config": self.cfg.without_secrets(),
                 "spec": self.spec.to_dict(), "arch": self.arch.to_dict(), "memory_size": self.replay.capacity}
 
     def save(self) -> None:

@@ -1,5 +1,6 @@
 """Broker end to end on loopback: exact delivery, weights, refusals, hostile input, drops, expiry."""
 
+import json
 import multiprocessing as mp
 import time
 
@@ -13,8 +14,9 @@ from tmrlx.common.kinds import spec_from_config
 from tmrlx.common.wire.codec import MAGIC, VERSION
 from tmrlx.common.wire.protocol import MsgType, make, parse
 from tmrlx.learner.link import LearnerClient
+from zmq.utils.monitor import recv_monitor_message
 
-from tmrlx.testing import counting_actor, numbered_chunk, rows_of, running_broker, wait_for
+from tmrlx.testing import contract_weights, counting_actor, numbered_chunk, rows_of, running_broker, wait_for
 
 CFG = load_config(overrides={"ENV": {"RTGYM_INTERFACE": "SIMLIDAR"}, "BUFFER_SIZE": 1 << 20})
 SPEC = spec_from_config(CFG)
@@ -55,15 +57,16 @@ def test_weights_reach_actors_on_connect_and_on_change_and_episodes_reach_the_le
     with running_broker(CFG) as (broker, cfg):
         learner = LearnerClient(cfg, SPEC)
         assert learner.wait_connected(10)
-        learner.publish_weights(1, {"mu/kernel": np.full((4, 3), 0.5)}, {"arch": {"type": "mlp"}})
+        sent, sent_meta = contract_weights(SPEC, 0.5)
+        learner.publish_weights(1, sent, sent_meta)
         assert wait_for(lambda: broker.stats()["weights_version"] == 1)
         actor = ActorClient(cfg, SPEC)
         assert wait_for(lambda: actor.stats()["policy_version"] == 1)
         version, arrays, meta = actor.latest_weights()
-        assert version == 1 and meta == {"arch": {"type": "mlp"}}
-        np.testing.assert_array_equal(arrays["mu/kernel"], np.full((4, 3), 0.5, np.float32))
+        assert version == 1 and meta == json.loads(json.dumps(sent_meta))  # msgpack: lists for tuples
+        np.testing.assert_array_equal(arrays["mu/kernel"], sent["mu/kernel"])
         assert actor.latest_weights() is None  # only new weights
-        learner.publish_weights(2, {"mu/kernel": np.zeros((4, 3))}, {"arch": {"type": "mlp"}})
+        learner.publish_weights(2, *contract_weights(SPEC, 0.0))
         assert wait_for(lambda: actor.stats()["policy_version"] == 2)
         assert actor.latest_weights()[0] == 2
         actor.send_episode({"return": 12.5, "length": 40})
@@ -163,7 +166,11 @@ def test_hostile_messages_are_rejected_with_reasons_and_everyone_else_is_served(
                                 numbered_chunk(SPEC, 0, 2)))
         mtype, msg = _reply(raw)
         assert msg.header["retry"]  # unauthenticated samples are not taken: say HELLO
+        monitor = raw.get_monitor_socket(zmq.EVENT_DISCONNECTED)
         raw.send(b"y" * 10_000)  # one frame over BUFFER_SIZE: libzmq cuts the connection
+        assert monitor.poll(10_000) and recv_monitor_message(monitor)["event"] == zmq.EVENT_DISCONNECTED
+        raw.disable_monitor()
+        monitor.close()
         raw.close()
         bad = numbered_chunk(SPEC, 0, 4)
         bad["action"] = np.zeros((4, 2), np.float32)

@@ -6,14 +6,13 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 import pytest
 from tmrlx.actor.link import ActorClient
 from tmrlx.common.config import load_config
 from tmrlx.common.kinds import spec_from_config
 from tmrlx.learner.link import LearnerClient
 
-from tmrlx.testing import free_port, numbered_chunk, rows_of, wait_for
+from tmrlx.testing import contract_weights, free_port, numbered_chunk, rows_of, wait_for
 
 
 def start_broker(port, data_dir):
@@ -39,7 +38,7 @@ def test_everyone_reconnects_after_a_broker_restart_and_queued_samples_arrive(tm
     learner = LearnerClient(cfg, spec, backoff=(0.2, 1.0))
     try:
         assert actor.wait_connected(20) and learner.wait_connected(20)
-        learner.publish_weights(1, {"w": np.ones(2)}, {})
+        learner.publish_weights(1, *contract_weights(spec, 1.0))
         for i in range(5):
             actor.send_samples(numbered_chunk(spec, 10 * i, 10))
         assert collect_rows(learner, actor.session, 50) == list(range(50))
@@ -55,7 +54,7 @@ def test_everyone_reconnects_after_a_broker_restart_and_queued_samples_arrive(tm
         assert collect_rows(learner, actor.session, 50) == list(range(50, 100))
         assert actor.connected and learner.connected
         assert actor.stats()["reconnects"] >= 1 and learner.stats()["reconnects"] >= 1
-        learner.publish_weights(2, {"w": np.zeros(2)}, {})  # weights flow again too
+        learner.publish_weights(2, *contract_weights(spec, 0.0))  # weights flow again too
         assert wait_for(lambda: actor.stats()["policy_version"] == 2, 10)
     finally:
         actor.close()

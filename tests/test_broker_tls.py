@@ -12,7 +12,7 @@ from tmrlx.common.kinds import spec_from_config
 from tmrlx.common.wire import security
 from tmrlx.learner.link import LearnerClient
 
-from tmrlx.testing import numbered_chunk, running_broker, wait_for
+from tmrlx.testing import contract_weights, numbered_chunk, running_broker, wait_for
 
 PASSWORD = "correct horse battery staple"
 CFG = load_config(overrides={"ENV": {"RTGYM_INTERFACE": "SIMLIDAR"}, "PASSWORD": PASSWORD})
@@ -72,7 +72,9 @@ def exchange_through_tap(cfg):
             while not got and time.monotonic() < deadline:
                 got = learner.poll_samples(timeout=0.2)
             np.testing.assert_array_equal(got[0][1]["obs.lidar"], chunk["obs.lidar"])
-            learner.publish_weights(3, {"w": PATTERN}, {})
+            arrays, meta = contract_weights(SPEC)
+            arrays["mu/bias"] = PATTERN[:3]  # a known pattern in the weights too
+            learner.publish_weights(3, arrays, meta)
             assert wait_for(lambda: actor.stats()["policy_version"] == 3, 20)
         finally:
             actor.close()
@@ -119,3 +121,19 @@ def test_tls_with_keys_from_a_credentials_folder(tmp_path):
         derived = ActorClient(cfg.replace({"TLS_CREDENTIALS_DIRECTORY": ""}), SPEC)  # password-derived keys differ
         assert not derived.wait_connected(15) and "keys differ" in derived.error
         derived.close()
+
+
+def test_zap_refuses_a_client_key_missing_from_the_allow_list(tmp_path, caplog):
+    """Right server key, own client key that the broker's folder does not list: CurveZMQ completes, ZAP says no."""
+    security.generate(tmp_path / "keys")
+    security.generate(tmp_path / "stranger")
+    (tmp_path / "stranger" / "server.key").write_bytes((tmp_path / "keys" / "server.key").read_bytes())
+    with running_broker(CFG.replace({"TLS": True, "TLS_CREDENTIALS_DIRECTORY": str(tmp_path / "keys")})) as (broker, cfg):
+        stranger = ActorClient(cfg.replace({"TLS_CREDENTIALS_DIRECTORY": str(tmp_path / "stranger")}), SPEC)
+        assert not stranger.wait_connected(15) and "keys differ" in stranger.error
+        stranger.close()
+        assert any("not allowed" in r.getMessage() for r in caplog.records if r.name == "tmrlx.broker")
+        assert broker.stats()["refused"] >= 1 and broker.stats()["actors"] == 0
+        listed = ActorClient(cfg, SPEC)  # the listed client still gets in
+        assert listed.wait_connected(15)
+        listed.close()

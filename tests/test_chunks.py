@@ -30,7 +30,7 @@ def test_stream_counter_numbers_chunks_and_rows():
 
 @pytest.mark.parametrize("meta, message", [
     ({"session": "s", "seq": 0, "step0": "0", "policy_version": 0}, "'step0' is '0'"),
-    ({"session": "s", "seq": 0, "step0": 0}, "'policy_version' is None"),
+    ({"session": "s", "seq": 0, "step0": 0}, "'policy_version' is missing"),
     ({"session": 1, "seq": 0, "step0": 0, "policy_version": 0}, "'session' is 1"),
     ({"session": "s", "seq": True, "step0": 0, "policy_version": 0}, "'seq' is True"),
 ])

@@ -32,9 +32,11 @@ def test_unknown_type_is_refused():
 
 
 @pytest.mark.parametrize("header, reason", [
-    ({"n": "3"}, "'n' is '3', expected a int"),
-    ({}, "'n' is None"),
-    ({"n": True}, "expected a int"),
+    ({"n": "3"}, "'n' is '3': expected an integer"),
+    ({}, "'n' is missing"),
+    ({"n": True}, "'n' is True: expected an integer"),
+    ({"n": 3, "extra": 1}, "unexpected key"),
+    ({"n": -1}, r"'n' is -1: expected an integer in \[0, "),
 ])
 def test_header_keys_are_type_checked(header, reason):
     with pytest.raises(ProtocolError, match=reason):

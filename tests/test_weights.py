@@ -46,6 +46,7 @@ def test_flax_actor_and_numpy_policy_use_the_contract_names(interface: str, hidd
     arch = Arch.for_spec(spec, hidden)
     arrays = actor_weights(flax_params(spec, arch))
     assert set(arrays) == contract.actor_names(arch)
+    assert {k: v.shape for k, v in arrays.items()} == contract.actor_shapes(spec, arch)  # what the broker bounds
     policy = Policy(arrays, contract.meta(spec, arch), spec)  # takes each name it needs, refuses any other
     assert policy.arch == arch
 

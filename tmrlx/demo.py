@@ -59,7 +59,7 @@ def demo_config(args: argparse.Namespace) -> Config:
         install(quiet=True)
         args.config_file = paths.data_dir() / "resources" / DEMO_CONFIG
     cfg = config_from_args(args)
-    if getattr(args, "key:PASSWORD", None) is None:  # the broker binds 0.0.0.0: never with a well-known password
+    if getattr(args, "key:PASSWORD", None) is None:  # never TMRL's well-known default, even on loopback
         cfg = cfg.replace({"PASSWORD": secrets.token_urlsafe(16)})
     return cfg
 

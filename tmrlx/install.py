@@ -32,7 +32,8 @@ def install(quiet: bool = False) -> Path:
         (root / "resources" / name).write_text(json.dumps(content, indent=2) + "\n")
     cfg = paths.config_path()
     created = not cfg.exists()
-    if created:
+    if created:  # it will hold the PASSWORD: readable by its owner only
+        cfg.touch(mode=0o600)
         cfg.write_text(json.dumps(defaults(), indent=2) + "\n")
     if not quiet:
         print(f"tmrlx data folder: {root}")

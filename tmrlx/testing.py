@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from tmrlx.broker.server import Broker
+from tmrlx.common import weights
 from tmrlx.common.chunks import ChunkSchema
 from tmrlx.common.config import Config
 from tmrlx.common.kinds import spec_from_config
@@ -58,6 +59,13 @@ def numbered_chunk(spec: ObsSpec, step0: int, rows: int) -> dict[str, np.ndarray
     out = ChunkSchema.of(spec).empty(rows)
     out["reward"] = np.arange(step0, step0 + rows, dtype=np.float32)
     return out
+
+
+def contract_weights(spec: ObsSpec, fill: float = 0.5) -> tuple[dict[str, np.ndarray], dict]:
+    """Actor weights the broker accepts for `spec` (every array of the contract's shapes, filled with `fill`) and meta."""
+    arch = weights.Arch.for_spec(spec)
+    arrays = {name: np.full(shape, fill, np.float32) for name, shape in weights.actor_shapes(spec, arch).items()}
+    return arrays, weights.meta(spec, arch)
 
 
 def rows_of(chunks: list[tuple[dict, Mapping[str, np.ndarray]]]) -> dict[str, list[int]]:

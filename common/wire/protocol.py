@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 from tmrlx.common.chunks import META
+from tmrlx.common.fields import FLAG, IDENT, MAP, VERSION, Field, integer, number, problems, raw, text
 from tmrlx.common.wire.codec import Decoded, ProtocolError, decode, encode
 
 
@@ -29,17 +30,21 @@ class MsgType(IntEnum):
     BYE = 11  # client -> broker: I am leaving
 
 
-SCHEMAS: dict[MsgType, dict[str, Any]] = {
-    MsgType.HELLO: {"role": str, "session": str, "spec_hash": str, "nonce": bytes, "policy_version": int},
-    MsgType.CHALLENGE: {"nonce": bytes, "echo": bytes},  # echo: the HELLO's nonce, so a stale CHALLENGE is ignored
-    MsgType.AUTH: {"mac": bytes},
-    MsgType.WELCOME: {"mac": bytes, "credit": int},
+NONCE, MAC = raw(16), raw(32)
+CREDIT = integer(0, 2**31)
+REASON = text(2000)
+# Every header key of every message type, checked by `parse` on whichever end receives it (unknown keys too).
+SCHEMAS: dict[MsgType, dict[str, Field]] = {
+    MsgType.HELLO: {"role": IDENT, "session": IDENT, "spec_hash": IDENT, "nonce": NONCE, "policy_version": VERSION},
+    MsgType.CHALLENGE: {"nonce": NONCE, "echo": NONCE},  # echo: the HELLO's nonce, so a stale CHALLENGE is ignored
+    MsgType.AUTH: {"mac": MAC},
+    MsgType.WELCOME: {"mac": MAC, "credit": CREDIT, "heartbeat_s": number(0.001, 60.0).optional()},
     MsgType.SAMPLES: META,  # the chunk contract's header (tmrlx.common.chunks)
-    MsgType.CREDIT: {"n": int},
-    MsgType.WEIGHTS: {"version": int, "meta": dict},
-    MsgType.EPISODE: {"stats": dict},
+    MsgType.CREDIT: {"n": CREDIT, "ack": VERSION.optional()},  # ack: the highest chunk seq the broker has
+    MsgType.WEIGHTS: {"version": VERSION, "meta": MAP},  # meta: the weights contract's (checked by the broker)
+    MsgType.EPISODE: {"stats": MAP, "session": IDENT.optional()},  # stats: the episode contract's (checked where used)
     MsgType.HEARTBEAT: {},
-    MsgType.ERROR: {"reason": str, "fatal": bool},
+    MsgType.ERROR: {"reason": REASON, "fatal": FLAG, "retry": FLAG.optional()},
     MsgType.BYE: {},
 }
 
@@ -64,10 +69,9 @@ def parse(frames: Sequence[Any], max_bytes: int) -> tuple[MsgType, Decoded]:
     mtype = _TYPES.get(msg.type)  # a dict lookup: calling the enum cost ~1 us per message
     if mtype is None:
         raise ProtocolError(f"unknown message type {msg.type}")
-    for key, kind in SCHEMAS[mtype].items():
-        value = msg.header.get(key)
-        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            raise ProtocolError(f"{mtype.name} header key {key!r} is {value!r}, expected a {kind.__name__}")
+    problem = problems(SCHEMAS[mtype], msg.header)
+    if problem:
+        raise ProtocolError(f"{mtype.name} header {problem}")
     if msg.layout and mtype not in (MsgType.SAMPLES, MsgType.WEIGHTS):
         raise ProtocolError(f"{mtype.name} carries no arrays, got {len(msg.layout)}")
     return mtype, msg

@@ -17,10 +17,11 @@ from pathlib import Path
 
 import zmq
 import zmq.auth
-from tmrlx.common.config import Config
+from tmrlx.common.config import KEYS, Config
 from tmrlx.common.errors import ConfigError
 from zmq.utils import z85
 
+MIN_PASSWORD = 12  # characters a PASSWORD needs before a broker accepts connections from other machines
 ZAP_ENDPOINT = "inproc://zeromq.zap.01"
 ZAP_DOMAIN = b"tmrlx"
 SERVER_CERT = "server"
@@ -30,6 +31,15 @@ CLIENT_CERT = "client"
 def auth_key(password: str) -> bytes:
     """HMAC key of the password proofs."""
     return hashlib.sha256(b"tmrlx-auth\0" + password.encode()).digest()
+
+
+def weak_password(password: str) -> str | None:
+    """Why `password` must not guard a broker open to other machines, or None when it may."""
+    if password == KEYS["PASSWORD"].default:
+        return "is TMRL's well-known default"
+    if len(password) < MIN_PASSWORD:
+        return f"has {len(password)} characters, fewer than {MIN_PASSWORD}"
+    return None
 
 
 def nonce() -> bytes:
@@ -136,11 +146,14 @@ class ZapHandler:
 
 
 def generate(folder: Path) -> list[Path]:
-    """Write a server and a client key pair (Z85 certificate files) into `folder`."""
-    folder.mkdir(parents=True, exist_ok=True)
+    """Write a server and a client key pair (Z85 certificate files) into `folder`; secret keys are readable by their
+    owner only (0600, in a 0700 folder): pyzmq writes them with the default umask."""
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     written = []
     for name in (SERVER_CERT, CLIENT_CERT):
         if (folder / f"{name}.key_secret").exists():
             raise ConfigError(f"{folder / (name + '.key_secret')} exists: refusing to overwrite keys (remove it first)")
-        written += [Path(p) for p in zmq.auth.create_certificates(folder, name)]
+        public, secret = (Path(p) for p in zmq.auth.create_certificates(folder, name))
+        secret.chmod(0o600)
+        written += [public, secret]
     return written
