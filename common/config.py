@@ -36,6 +36,7 @@ class Key:
     default: Any
     help: str
     check: Callable[[Any], str | None] | None = None
+    optional: bool = False  # not in TMRL's default file: `defaults()` omits it, loading accepts it
 
     @property
     def flag(self) -> str:
@@ -76,7 +77,24 @@ def _dict(v: Any) -> str | None:
     return None if isinstance(v, dict) else "a JSON object"
 
 
+def _layout_kept(reason: str) -> Callable:
+    """rtgym keys whose other value would change the observation layout all roles share: only rtgym's default."""
+    def check(v: Any) -> str | None:
+        return None if v is True else f"true ({reason})"
+
+    return check
+
+
+def _placeholder(empty: Any, reason: str) -> Callable:
+    """rtgym keys tmrlx fills itself: their empty value is accepted, anything else is refused with the reason."""
+    def check(v: Any) -> str | None:
+        return None if v == empty else f"{json.dumps(empty)} ({reason})"
+
+    return check
+
+
 NUM = (int, float)
+NULL = type(None)
 SCHEMA: tuple[Key, ...] = (
     Key("RUN_NAME", str, "SAC_4_imgs_pretrained", "experiment name (names checkpoints, weights and logs)",
         lambda v: None if re.fullmatch(r"[\w.\-]+", v) else "letters, digits, '_', '-' or '.' only"),
@@ -116,6 +134,7 @@ SCHEMA: tuple[Key, ...] = (
     Key("SAVE_MODEL_EVERY", int, 0, "keep a copy of the weights every this many publications (0: none)", _range(0)),
     Key("MEMORY_SIZE", int, 1000000, "replay memory capacity (samples)", _range(1)),
     Key("BATCH_SIZE", int, 256, "training batch size", _range(1)),
+    Key("DEBUG_MODE", bool, False, "log at debug level (TMRL: print debug information)", optional=True),
     Key("ALG.ALGORITHM", str, "SAC", "training algorithm", _enum(*ALGORITHMS)),
     Key("ALG.LEARN_ENTROPY_COEF", bool, False, "learn the entropy coefficient (SACv2)"),
     Key("ALG.LR_ACTOR", NUM, 0.00001, "actor learning rate", _range(0.0, lo_open=True)),
@@ -123,7 +142,8 @@ SCHEMA: tuple[Key, ...] = (
     Key("ALG.LR_ENTROPY", NUM, 0.0003, "entropy coefficient learning rate (SACv2)", _range(0.0, lo_open=True)),
     Key("ALG.GAMMA", NUM, 0.995, "discount factor", _range(0.0, 1.0)),
     Key("ALG.POLYAK", NUM, 0.995, "target critic averaging factor", _range(0.0, 1.0)),
-    Key("ALG.TARGET_ENTROPY", NUM, -0.5, "target entropy (SACv2)"),
+    Key("ALG.TARGET_ENTROPY", (int, float, NULL), -0.5, "target entropy (SACv2); null: TMRL's default, minus the "
+        "action dimension (-3 for TrackMania)"),
     Key("ALG.ALPHA", NUM, 0.01, "entropy coefficient (constant, or initial for SACv2)", _range(0.0, lo_open=True)),
     Key("ALG.REDQ_N", int, 10, "number of critics (REDQSAC)", _range(2)),
     Key("ALG.REDQ_M", int, 2, "critics in the random target subset (REDQSAC)", _range(1)),
@@ -142,14 +162,37 @@ SCHEMA: tuple[Key, ...] = (
     Key("ENV.IMG_GRAYSCALE", bool, True, "grayscale images"),
     Key("ENV.SLEEP_TIME_AT_RESET", NUM, 1.5, "seconds to wait for the green light after respawn", _range(0.0)),
     Key("ENV.IMG_HIST_LEN", int, 4, "length of the image/lidar history fed to the model", _range(1)),
+    Key("ENV.LINUX_X_OFFSET", int, 64, "Linux (Proton): horizontal window decoration offset of the screen grab (px)",
+        _range(0), optional=True),
+    Key("ENV.LINUX_Y_OFFSET", int, 70, "Linux (Proton): vertical window decoration offset of the screen grab (px)",
+        _range(0), optional=True),
+    Key("ENV.IMG_SCALE_CHECK_ENV", NUM, 1.0, "scale of the picture check-environment writes (TMRL: of its display "
+        "window)", _range(0.0, lo_open=True), optional=True),
     Key("ENV.RTGYM_CONFIG.time_step_duration", NUM, 0.05, "real-time step duration (s)", _range(0.0, lo_open=True)),
     Key("ENV.RTGYM_CONFIG.start_obs_capture", NUM, 0.04, "observation capture starts this long into a step (s)",
         _range(0.0)),
     Key("ENV.RTGYM_CONFIG.time_step_timeout_factor", NUM, 1.0, "allowed elasticity of a time step", _range(1.0)),
     Key("ENV.RTGYM_CONFIG.act_buf_len", int, 2, "past actions appended to each observation", _range(0)),
     Key("ENV.RTGYM_CONFIG.benchmark", bool, False, "collect rtgym time-step statistics"),
+    Key("ENV.RTGYM_CONFIG.benchmark_polyak", NUM, 0.1, "rtgym: running-average factor of the benchmark statistics",
+        _range(0.0, 1.0, lo_open=True), optional=True),
+    Key("ENV.RTGYM_CONFIG.benchmark_type", str, "polyak", "rtgym: 'polyak' (running averages) or 'trace' (timing "
+        "histories, summarised by `tmrlx benchmark`)", _enum("polyak", "trace"), optional=True),
     Key("ENV.RTGYM_CONFIG.wait_on_done", bool, True, "call the interface's wait() at the end of an episode"),
     Key("ENV.RTGYM_CONFIG.ep_max_length", int, 1000, "rtgym truncates episodes after this many steps", _range(1)),
+    Key("ENV.RTGYM_CONFIG.reset_act_buf", bool, True, "rtgym: reset() refills the action buffer with default actions "
+        "(false: it keeps the previous episode's actions)", optional=True),
+    Key("ENV.RTGYM_CONFIG.last_act_on_reset", bool, False, "rtgym, with reset_act_buf false: reset() applies the "
+        "episode's last (never applied) action instead of the default action", optional=True),
+    Key("ENV.RTGYM_CONFIG.act_in_obs", bool, True, "rtgym: append the action buffer to observations (must stay true)",
+        _layout_kept("tmrlx observations always end with the act_buf_len last actions: the layout actors, broker "
+                     "and learner share"), optional=True),
+    Key("ENV.RTGYM_CONFIG.interface", (str, NULL), None, "rtgym's interface class: null only (tmrlx builds the "
+        "interface from ENV.RTGYM_INTERFACE)", _placeholder(None, "tmrlx builds the interface from "
+                                                             "ENV.RTGYM_INTERFACE: name it there"), optional=True),
+    Key("ENV.RTGYM_CONFIG.interface_args", list, [], "rtgym's positional interface arguments: [] only (tmrlx passes "
+        "interface_kwargs)", _placeholder([], "tmrlx passes no positional arguments to interfaces: use "
+                                              "interface_kwargs"), optional=True),
     Key("ENV.RTGYM_CONFIG.interface_kwargs", dict, {"save_replays": False},
         "extra arguments of the interface (e.g. lockstep, track for the simulator)", _dict),
     Key("ENV.REWARD_CONFIG.END_OF_TRACK", NUM, 100.0, "reward for crossing the finish line"),
@@ -168,10 +211,11 @@ SECTIONS = ("ALG", "ENV", "ENV.RTGYM_CONFIG", "ENV.REWARD_CONFIG")
 
 
 def defaults() -> dict:
-    """A fresh nested dict of TMRL's defaults (what `tmrlx install` writes)."""
+    """A fresh nested dict of TMRL's defaults (what `tmrlx install` writes): the keys of TMRL's own file."""
     out: dict = {}
     for key in SCHEMA:
-        _set(out, key.path, json.loads(json.dumps(key.default)))
+        if not key.optional:
+            _set(out, key.path, json.loads(json.dumps(key.default)))
     return out
 
 
@@ -206,16 +250,16 @@ def _flatten(tree: Mapping, prefix: str = "") -> Iterator[tuple[str, Any]]:
 
 
 def _coerce(key: Key, value: Any) -> Any:
-    """Check a value's type (ints are accepted for floats, bools are never numbers)."""
+    """Check a value's type (ints are accepted for floats, bools are never numbers, null only where typed so)."""
     expected = key.type if isinstance(key.type, tuple) else (key.type,)
     ok = isinstance(value, expected) and not (isinstance(value, bool) and bool not in expected)
     if key.type is list and isinstance(value, tuple):
         value, ok = list(value), True
     if not ok:
-        names = " or ".join("number" if t is float else t.__name__ for t in expected if t is not int or
-                            float not in expected)
+        names = " or ".join({float: "number", NULL: "null"}.get(t, t.__name__) for t in expected
+                            if t is not int or float not in expected)
         raise ConfigError(f"config key {key.path!r} has value {value!r}: expected a {names}")
-    if expected == (int, float):
+    if float in expected and isinstance(value, int):
         value = float(value)
     problem = key.check(value) if key.check else None
     if problem:
@@ -272,7 +316,13 @@ def _freeze(v: Any) -> Any:
 
 
 class Config(Section):
-    """The validated, immutable configuration every role runs with."""
+    """The validated, immutable configuration every role runs with.
+
+    Every key reads as an attribute, optional ones included (their default unless given); `to_dict()` holds
+    TMRL's keys plus the optional keys that were given, so a TMRL file round-trips unchanged.
+    """
+
+    _given: frozenset[str] = frozenset()  # optional keys set by a file, --config or a flag
 
     @classmethod
     def from_dict(cls, tree: Mapping, base: Config | None = None, require_version: bool = False) -> Config:
@@ -282,20 +332,24 @@ class Config(Section):
         if require_version and "__VERSION__" not in tree:
             raise ConfigError("config key '__VERSION__' is missing: expected a TMRL config version such as '0.6.0'")
         flat = dict(base.flat() if base is not None else ((k.path, k.default) for k in SCHEMA))
+        given = set(base._given if base is not None else ())
         for path, value in _flatten(tree):
             flat[path] = _coerce(KEYS[path], value)
+            if KEYS[path].optional:
+                given.add(path)
         nested: dict = {}
         for path, value in flat.items():
             _set(nested, path, _freeze(value))
-        return cls._build(nested)
+        return cls._build(nested, frozenset(given))
 
     @classmethod
-    def _build(cls, nested: dict) -> Config:
+    def _build(cls, nested: dict, given: frozenset[str]) -> Config:
         def section(d: dict, kind: type) -> Section:
             return kind({k: section(v, Section) if isinstance(v, dict) else v for k, v in d.items()})
 
         built = section(nested, cls)
         assert isinstance(built, Config)
+        object.__setattr__(built, "_given", given)
         return built
 
     def flat(self) -> dict[str, Any]:
@@ -306,6 +360,14 @@ class Config(Section):
             for part in key.path.split("."):
                 node = node[part]
             out[key.path] = _thaw(node)
+        return out
+
+    def to_dict(self) -> dict:
+        """A plain, mutable, JSON-serialisable copy: TMRL's keys and the optional keys given."""
+        out: dict = {}
+        for path, value in self.flat().items():
+            if not KEYS[path].optional or path in self._given:
+                _set(out, path, value)
         return out
 
     def replace(self, overrides: Mapping) -> Config:

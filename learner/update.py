@@ -78,7 +78,8 @@ class SAC:
         self.g = alg.REDQ_Q_UPDATES_PER_POLICY_UPDATE if self.redq else 1
         self.gamma, self.polyak = float(alg.GAMMA), float(alg.POLYAK)
         self.learn_alpha, self.alpha0 = bool(alg.LEARN_ENTROPY_COEF), float(alg.ALPHA)
-        self.target_entropy = float(alg.TARGET_ENTROPY)
+        # null is TMRL's default target entropy: minus the action dimension
+        self.target_entropy = float(-spec.act_dim if alg.TARGET_ENTROPY is None else alg.TARGET_ENTROPY)
         self.actor_net = Actor(spec, arch)
         self.critics = critic_ensemble(spec, arch, self.n)
         self.subset_critics = critic_ensemble(spec, arch, self.m)

@@ -62,6 +62,61 @@ def test_tmrl_config_json_loads_unchanged(tmp_path):
     assert cfg.ENV.RTGYM_CONFIG.time_step_duration == 0.05
 
 
+# A TMRL config.json as users have it: TMRL's optional keys, an images interface under another name, TMRL's
+# default target entropy, and rtgym keys TMRL passes through to rtgym.
+WILD = {**REFERENCE, "DEBUG_MODE": True,
+        "ALG": {**REFERENCE["ALG"], "TARGET_ENTROPY": None},
+        "ENV": {**REFERENCE["ENV"], "RTGYM_INTERFACE": "TM20IMAGES", "LINUX_X_OFFSET": 10, "LINUX_Y_OFFSET": 30,
+                "IMG_SCALE_CHECK_ENV": 2,
+                "RTGYM_CONFIG": {**REFERENCE["ENV"]["RTGYM_CONFIG"], "reset_act_buf": False, "last_act_on_reset": True,
+                                 "benchmark_polyak": 0.2, "benchmark_type": "trace", "act_in_obs": True,
+                                 "interface": None, "interface_args": []}}}
+OPTIONAL = ["DEBUG_MODE", "ENV.LINUX_X_OFFSET", "ENV.LINUX_Y_OFFSET", "ENV.IMG_SCALE_CHECK_ENV",
+            "ENV.RTGYM_CONFIG.benchmark_polyak", "ENV.RTGYM_CONFIG.benchmark_type", "ENV.RTGYM_CONFIG.reset_act_buf",
+            "ENV.RTGYM_CONFIG.last_act_on_reset", "ENV.RTGYM_CONFIG.act_in_obs", "ENV.RTGYM_CONFIG.interface",
+            "ENV.RTGYM_CONFIG.interface_args"]
+
+
+def test_a_tmrl_config_from_the_wild_loads_with_tmrls_meanings(tmp_path):
+    from tmrlx.common.kinds import spec_from_config
+
+    cfg = load_config(_write(tmp_path / "config.json", WILD))
+    assert cfg.to_dict() == json.loads(json.dumps(WILD))  # round-trips: the optional keys given are kept
+    assert cfg.DEBUG_MODE is True and cfg.ALG.TARGET_ENTROPY is None
+    assert (cfg.ENV.LINUX_X_OFFSET, cfg.ENV.LINUX_Y_OFFSET, cfg.ENV.IMG_SCALE_CHECK_ENV) == (10, 30, 2.0)
+    rt = cfg.ENV.RTGYM_CONFIG
+    assert (rt.reset_act_buf, rt.last_act_on_reset, rt.benchmark_polyak, rt.benchmark_type) == (False, True, 0.2, "trace")
+    assert spec_from_config(cfg) == spec_from_config(cfg.replace({"ENV": {"RTGYM_INTERFACE": "TM20FULL"}}))
+
+
+def test_optional_keys_read_with_tmrls_defaults_but_stay_out_of_a_fresh_file():
+    cfg = Config.from_dict({})
+    assert {k.path for k in SCHEMA if k.optional} == set(OPTIONAL)
+    assert not any(_has(defaults(), path) for path in OPTIONAL) and set(OPTIONAL) <= set(cfg.flat())
+    assert (cfg.DEBUG_MODE, cfg.ENV.LINUX_X_OFFSET, cfg.ENV.LINUX_Y_OFFSET, cfg.ENV.IMG_SCALE_CHECK_ENV) == (False, 64, 70, 1.0)
+    rt = cfg.ENV.RTGYM_CONFIG
+    assert (rt.reset_act_buf, rt.last_act_on_reset, rt.act_in_obs, rt.benchmark_polyak, rt.benchmark_type,
+            rt.interface, rt.interface_args) == (True, False, True, 0.1, "polyak", None, ())  # rtgym's defaults
+    assert "DEBUG_MODE" in cfg.replace({"DEBUG_MODE": False}).replace({"BATCH_SIZE": 2}).to_dict()  # given: kept
+
+
+def test_debug_mode_logs_at_debug_level(tmp_path, capsys, monkeypatch):
+    import logging
+
+    monkeypatch.setenv("TMRLX_DATA", str(tmp_path))
+    assert main(["config", "show", "--debug-mode"]) == 0
+    assert logging.getLogger("tmrlx").level == logging.DEBUG and json.loads(capsys.readouterr().out)["DEBUG_MODE"]
+    assert main(["config", "show"]) == 0
+    assert logging.getLogger("tmrlx").level == logging.INFO
+
+
+def _has(tree: dict, path: str) -> bool:
+    *parents, leaf = path.split(".")
+    for p in parents:
+        tree = tree[p]
+    return leaf in tree
+
+
 def test_config_is_immutable():
     cfg = Config.from_dict({})
     with pytest.raises(AttributeError):
@@ -80,7 +135,15 @@ def test_config_is_immutable():
     ({"ALG": {"ALGORITM": "SAC"}}, ["ALG.ALGORITM", "Did you mean 'ALGORITHM'"]),
     ({"ALG": {"ALGORITHM": "PPO"}}, ["ALG.ALGORITHM", "'PPO'", "'SAC'", "'REDQSAC'"]),
     ({"ALG": {"OPTIMIZER_ACTOR": "rmsprop"}}, ["ALG.OPTIMIZER_ACTOR", "adamw"]),
-    ({"ENV": {"RTGYM_INTERFACE": "TM2020"}}, ["ENV.RTGYM_INTERFACE", "TM20LIDAR", "GYM:"]),
+    ({"ENV": {"RTGYM_INTERFACE": "TM19FULL"}}, ["ENV.RTGYM_INTERFACE", "TM20LIDAR", "TM20IMAGES", "GYM:"]),
+    ({"ALG": {"TARGET_ENTROPY": "auto"}}, ["ALG.TARGET_ENTROPY", "'auto'", "number or null"]),
+    ({"ENV": {"RTGYM_CONFIG": {"act_in_obs": False}}}, ["ENV.RTGYM_CONFIG.act_in_obs", "False", "expected true",
+                                                       "always end with the act_buf_len last actions"]),
+    ({"ENV": {"RTGYM_CONFIG": {"interface_args": [1]}}}, ["interface_args", "[1]", "expected []", "interface_kwargs"]),
+    ({"ENV": {"RTGYM_CONFIG": {"interface": "mypkg:Iface"}}}, ["RTGYM_CONFIG.interface", "expected null",
+                                                              "ENV.RTGYM_INTERFACE"]),
+    ({"ENV": {"RTGYM_CONFIG": {"benchmark_polyak": 0}}}, ["benchmark_polyak", "> 0.0"]),
+    ({"ENV": {"RTGYM_CONFIG": {"reset_act_bufs": False}}}, ["reset_act_bufs", "Did you mean 'reset_act_buf'"]),
     ({"ALG": {"BETAS_ACTOR": [0.9]}}, ["ALG.BETAS_ACTOR", "two numbers"]),
     ({"ENV": 3}, ["ENV", "section"]),
     ({"__VERSION__": "0.4.0"}, ["__VERSION__", "'0.4.0'", "0.6.0"]),
@@ -140,6 +203,8 @@ def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     (json.dumps({k: v for k, v in REFERENCE.items() if k != "__VERSION__"}), ["__VERSION__", "missing"]),
     (json.dumps({**REFERENCE, "MEMORY_SIZE": -1}), ["MEMORY_SIZE", "-1", ">= 1"]),
     (json.dumps({**REFERENCE, "EPOCHS": 3}), ["EPOCHS", "Did you mean"]),
+    (json.dumps({**WILD, "ENV": {**WILD["ENV"], "RTGYM_CONFIG": {"act_in_obs": False}}}),
+     ["ENV.RTGYM_CONFIG.act_in_obs", "False", "expected true", "the layout actors, broker and learner share"]),
 ])
 def test_bad_config_file_exits_nonzero_without_traceback(tmp_path, content, words):
     f = tmp_path / "config.json"

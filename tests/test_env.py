@@ -120,6 +120,53 @@ class CountingInterface:
         pass
 
 
+class RecordingInterface(CountingInterface):
+    """Counts, and records every control it is sent: what rtgym applied, in order."""
+
+    def __init__(self, start: int = 0):
+        super().__init__(start)
+        self.sent: list[list[float]] = []
+
+    def send_control(self, control):
+        self.sent.append(np.asarray(control).tolist())
+
+
+def _two_episodes(make) -> tuple[list, list]:
+    """Action buffers returned over two 3-step episodes, and the controls the interface received."""
+    iface = RecordingInterface()
+    env = make(iface)
+    bufs = []
+    for episode in range(2):
+        obs, _ = env.reset()
+        bufs.append([a.tolist() for a in obs[1:]])
+        for k in range(3):
+            obs, *_ = env.step(np.full(3, episode + (k + 1) / 10, np.float32))
+            bufs.append([a.tolist() for a in obs[1:]])
+    env.wait()
+    return bufs, iface.sent
+
+
+@pytest.mark.parametrize(("reset_act_buf", "last_act_on_reset"), [(True, False), (False, False), (False, True)])
+def test_lockstep_resets_the_action_buffer_like_rtgym(reset_act_buf, last_act_on_reset):
+    from rtgym.envs.real_time_env import RealTimeEnvTS
+    from tmrlx.actor.envs import rtgym_config
+    from tmrlx.actor.envs.clock import VirtualClock
+    from tmrlx.actor.envs.lockstep import LockstepEnv
+
+    cfg = load_config(overrides={"ENV": {"RTGYM_INTERFACE": "tests.test_env:RecordingInterface", "RTGYM_CONFIG": {
+        "time_step_duration": 0.01, "start_obs_capture": 0.005, "ep_max_length": 3, "act_buf_len": 2,
+        "reset_act_buf": reset_act_buf, "last_act_on_reset": last_act_on_reset}}})
+    clock = VirtualClock()
+    lockstep = _two_episodes(lambda iface: LockstepEnv(iface, rtgym_config(cfg), clock))
+    real_time = _two_episodes(lambda iface: RealTimeEnvTS(rtgym_config(cfg, lambda: iface)))
+    assert lockstep == real_time
+    bufs, sent = lockstep
+    zero, last = [0.0] * 3, np.full(3, 0.3, np.float32).tolist()  # 0.3: the first episode's never-applied action
+    kept = [np.full(3, 0.2, np.float32).tolist(), last if last_act_on_reset else zero]
+    assert bufs[4] == ([zero, zero] if reset_act_buf else kept)  # the second reset's observation
+    assert sent[3] == (last if last_act_on_reset else zero)  # what the second reset applied
+
+
 @pytest.mark.parametrize("name", ["TM20LIDAR", "TM20FULL", "TM20LIDARPROGRESS"])
 def test_trackmania_fails_clearly_here(name, tmp_path, monkeypatch):
     monkeypatch.setenv("TMRLX_DATA", str(tmp_path))

@@ -30,6 +30,23 @@ def test_benchmark_prints_rtgym_statistics(tmp_path, capsys, monkeypatch):
     assert 0 < stats["step_duration"]["mean_s"] < 0.05  # lockstep: far faster than the 50 ms real time step
 
 
+def test_check_environment_scales_its_strip_by_img_scale_check_env(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("TMRLX_DATA", str(tmp_path))
+    out = tmp_path / "strip.png"
+    assert main(["check-environment", "--env.rtgym-interface", "SIMLIDAR", "--steps", "10", "--every", "10",
+                 "--env.img-scale-check-env", "0.5", "--output", str(out)]) == 0
+    assert cv2.imread(str(out)).shape == (64, 128 * 5, 3)  # TMRL's display scale, applied to the picture
+
+
+def test_benchmark_summarises_a_trace(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("TMRLX_DATA", str(tmp_path))
+    assert main(["benchmark", "--env.rtgym-interface", "SIMLIDAR", "--steps", "30",
+                 "--env.rtgym-config.benchmark-type", "trace"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert {"time_step_duration", "step_duration", "get_obs_duration"} <= set(stats)
+    assert 0 < stats["step_duration"]["mean_s"] < 0.05 and stats["step_duration"]["avg_dev_s"] >= 0
+
+
 def test_check_environment_drives_with_the_current_policy(tmp_path, capsys, monkeypatch):
     import jax
     import numpy as np

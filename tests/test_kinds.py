@@ -10,14 +10,15 @@ import pytest
 from tmrlx.actor.envs.kinds import ENV_KINDS, EnvKind, Lazy
 from tmrlx.common.config import Config
 from tmrlx.common.errors import ConfigError
-from tmrlx.common.kinds import REGISTRY, interface_problem, kind_of
+from tmrlx.common.kinds import REGISTRY, interface_problem, kind_of, spec_from_config
 from tmrlx.common.kinds.track import LAYOUTS, SIM_PREFIX, TM_PREFIX
 
 TRACK_NAMES = [p + layout for p in (TM_PREFIX, SIM_PREFIX) for layout in LAYOUTS]
 ACCEPTED = {**{n: "trackmania" for n in TRACK_NAMES[:3]}, **{n: "simulator" for n in TRACK_NAMES[3:]},
+            "TM20IMAGES": "trackmania", "TM2020": "trackmania", "TM20_MYLIDAR": "trackmania",
             "GYM:Pendulum-v1": "gym", "GYM:CartPole": "gym", "GYM:ALE/Pong-v5": "gym",
             "mypkg.drone:DroneInterface": "custom", "tests.test_env:CountingInterface": "custom", "m:C": "custom"}
-REJECTED = ["TM2020", "SIMFULLX", "GYM:", "tm20full", "mypkg.drone", "mypkg:Drone-v1", ""]
+REJECTED = ["TM19FULL", "TM20-FULL", "SIMFULLX", "SIMIMAGES", "GYM:", "tm20full", "mypkg.drone", "mypkg:Drone-v1", ""]
 
 
 @pytest.mark.parametrize(("name", "kind"), ACCEPTED.items())
@@ -37,7 +38,16 @@ def test_an_unknown_name_lists_every_accepted_form(name):
     for n in TRACK_NAMES:
         assert n in msg
     assert "'GYM:<gymnasium id>'" in msg and "'package.module:InterfaceClass'" in msg
+    assert "any other TM20* name, e.g. TM20IMAGES, is the FULL layout" in msg
     assert interface_problem(name) in msg
+
+
+@pytest.mark.parametrize(("name", "same_as"), [("TM20IMAGES", "TM20FULL"), ("TM2020", "TM20FULL"),
+                                               ("TM20_MYLIDAR", "TM20LIDAR"), ("TM20XLIDARPROGRESS", "TM20LIDARPROGRESS")])
+def test_trackmania_names_follow_tmrls_rule(name, same_as):
+    """TMRL: a name ending in LIDARPROGRESS or LIDAR is that layout, any other is the full (images) layout."""
+    layout = lambda n: spec_from_config(Config.from_dict({"ENV": {"RTGYM_INTERFACE": n}}))  # noqa: E731
+    assert layout(name) == layout(same_as)
 
 
 def test_kind_names_are_unique():

@@ -66,3 +66,13 @@ def test_losses_match_numpy_reference(algorithm):
     np.testing.assert_allclose(loss_pi, np.sum(w * (0.3 * logp - q_pi)) / w.sum(), rtol=1e-4)
     np.testing.assert_allclose(info["logp"], np.sum(w * logp) / w.sum(), rtol=1e-4)
 
+
+
+def test_null_target_entropy_is_minus_the_action_dimension():
+    """TMRL's default target entropy (TARGET_ENTROPY null): -act_dim, -3 for TrackMania."""
+    from tmrlx.common.kinds import spec_from_config
+
+    cfg = load_config(overrides={"ALG": {"TARGET_ENTROPY": None, "LEARN_ENTROPY_COEF": True}})
+    assert SAC(cfg, SPEC, Arch("mlp", (8, 8))).target_entropy == -2.0
+    assert SAC(cfg, spec_from_config(cfg), Arch()).target_entropy == -3.0
+    assert SAC(cfg.replace({"ALG": {"TARGET_ENTROPY": -0.5}}), SPEC, Arch("mlp", (8, 8))).target_entropy == -0.5

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from tmrlx.common import paths
-from tmrlx.common.config import SCHEMA, Config, Key, load_config
+from tmrlx.common.config import NULL, SCHEMA, Config, Key, load_config
 from tmrlx.common.errors import ConfigError
 from tmrlx.install import install
 from tmrlx.log import setup as setup_logging
@@ -88,11 +88,12 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
                                   "help": f"{key.help} (default: {json.dumps(key.default)})"}
         if key.type is bool:
             kwargs.update(nargs="?", const="true", metavar="BOOL")
-        elif key.type is list:
-            kwargs.update(nargs=2, metavar=("B1", "B2"))
+        elif key.type is list:  # a pair (the betas) takes two values; rtgym's interface_args any number
+            pair = len(key.default) == 2
+            kwargs.update(nargs=2 if pair else "*", metavar=("B1", "B2") if pair else "VALUE")
         else:
-            names: dict[type, str] = {str: "TEXT", int: "INT", dict: "JSON"}
-            kwargs["metavar"] = names.get(key.type, "NUM") if isinstance(key.type, type) else "NUM"
+            names: dict[type | tuple[type, ...], str] = {str: "TEXT", int: "INT", dict: "JSON", (str, NULL): "TEXT"}
+            kwargs["metavar"] = names.get(key.type, "NUM")
         flags = [key.flag]
         if "." in key.path:
             flags.append("--" + key.path.lower())
@@ -128,7 +129,8 @@ def config_table() -> str:
     rows = ["| key | flag | default | meaning in tmrlx |", "|---|---|---|---|"]
     for key in SCHEMA:
         flag = "" if key.path == "__VERSION__" else f"`{key.flag}`"
-        rows.append(f"| `{key.path}` | {flag} | `{json.dumps(key.default)}` | {key.help} |")
+        optional = " *(optional: not in a fresh config.json)*" if key.optional else ""
+        rows.append(f"| `{key.path}` | {flag} | `{json.dumps(key.default)}` | {key.help}{optional} |")
     return "\n".join(rows)
 
 
@@ -173,6 +175,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             install()
             return 0
         cfg = config_from_args(args)
+        if cfg.DEBUG_MODE:
+            logging.getLogger("tmrlx").setLevel(logging.DEBUG)
         if args.command == "config":
             print(cfg.to_json() if args.action == "show" else config_table())
             return 0

@@ -2,14 +2,15 @@
 
 | interface | what runs | default clock |
 |---|---|---|
-| `TM20FULL`, `TM20LIDAR`, `TM20LIDARPROGRESS` | TrackMania 2020 (Windows, `tm` extra) | real time |
+| `TM20FULL` (or any `TM20*`), `TM20LIDAR`, `TM20LIDARPROGRESS` | TrackMania 2020 (Windows, `tm` extra) | real time |
 | `SIMFULL`, `SIMLIDAR`, `SIMLIDARPROGRESS` | the built-in track simulator | lockstep (`"lockstep": false` for real time) |
 | `GYM:<id>` | any Gymnasium env with a Box action space | lockstep (`"lockstep": false` for real time) |
 | `package.module:Class` | a user's rtgym `RealTimeGymInterface` (built with `interface_kwargs`) | real time |
 
 Real time is rtgym's `RealTimeEnvTS`; lockstep is `LockstepEnv` (same semantics, virtual clock). What each kind
 accepts and its clock are in `common.kinds`; what it builds is in `actor.envs.kinds`.
-Both take their timing from `ENV.RTGYM_CONFIG` and expose `benchmarks()` when `benchmark` is true.
+Both take their timing and rtgym's other keys (`reset_act_buf`, `last_act_on_reset`, `benchmark_polyak`,
+`benchmark_type`) from `ENV.RTGYM_CONFIG` and expose `benchmarks()` when `benchmark` is true.
 """
 
 from __future__ import annotations
@@ -26,13 +27,8 @@ from tmrlx.common.kinds import kind_of
 
 
 def rtgym_config(cfg: Config, interface: Callable[[], Any] | None = None) -> dict:
-    """rtgym's config dict from `ENV.RTGYM_CONFIG` (interface kwargs are handled by make_env)."""
-    rt = cfg.ENV.RTGYM_CONFIG
-    return {"interface": interface, "interface_args": (), "interface_kwargs": {},
-            "time_step_duration": rt.time_step_duration, "start_obs_capture": rt.start_obs_capture,
-            "time_step_timeout_factor": rt.time_step_timeout_factor, "ep_max_length": rt.ep_max_length,
-            "act_in_obs": True, "act_buf_len": rt.act_buf_len, "reset_act_buf": True, "benchmark": rt.benchmark,
-            "benchmark_polyak": 0.1, "wait_on_done": rt.wait_on_done, "last_act_on_reset": False}
+    """rtgym's config dict: `ENV.RTGYM_CONFIG` as it is, but the interface, which make_env builds from its kwargs."""
+    return {**cfg.ENV.RTGYM_CONFIG.to_dict(), "interface": interface, "interface_args": (), "interface_kwargs": {}}
 
 
 def make_env(cfg: Config) -> LockstepEnv | RealTimeEnvTS:

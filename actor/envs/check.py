@@ -126,12 +126,23 @@ def check_environment(cfg: Config, args: argparse.Namespace) -> int:
     if frames:
         rows = [np.concatenate(frames[i:i + 5] + [np.zeros_like(frames[0])] * (5 - len(frames[i:i + 5])), axis=1)
                 for i in range(0, len(frames), 5)]
+        strip = np.concatenate(rows, axis=0)
+        scale = cfg.ENV.IMG_SCALE_CHECK_ENV  # TMRL scales its display window by it; here the picture
+        size = (max(1, round(strip.shape[1] * scale)), max(1, round(strip.shape[0] * scale)))
         out = args.output or paths.logs_dir() / "check-environment.png"
         out.parent.mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(out), np.concatenate(rows, axis=0))
+        cv2.imwrite(str(out), cv2.resize(strip, size, interpolation=cv2.INTER_NEAREST) if scale != 1.0 else strip)
         print(f"wrote {len(frames)} views to {out}")
     env.close()
     return 0
+
+
+def summary(bench: dict) -> dict:
+    """{phase: mean and average deviation (s)}: rtgym's running averages, or the same computed from a 'trace'."""
+    if "clock" not in bench:  # benchmark_type 'polyak': (average, average deviation) per phase
+        return {k: {"mean_s": v[0], "avg_dev_s": v[1]} for k, v in bench.items()}
+    return {k: {"mean_s": float(np.mean(v)), "avg_dev_s": float(np.mean(np.abs(v - np.mean(v))))}
+            for k, v in bench.get("deltas", {}).items() if len(v)}
 
 
 def benchmark(cfg: Config, args: argparse.Namespace) -> int:
@@ -140,8 +151,7 @@ def benchmark(cfg: Config, args: argparse.Namespace) -> int:
     driver = make_driver(args.driver or ("scripted" if env_kind(cfg).scripted else "zero"), env, cfg,
                          getattr(args, "weights", None))
     drive(env, driver, args.steps)
-    stats = {k: {"mean_s": v[0], "avg_dev_s": v[1]} for k, v in env.benchmarks().items()}
-    print(json.dumps(stats, indent=2))
+    print(json.dumps(summary(env.benchmarks()), indent=2))
     env.close()
     return 0
 

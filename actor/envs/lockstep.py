@@ -3,10 +3,13 @@
 `reset()` and `step(a)` behave exactly like rtgym's `RealTimeEnv`: the observation returned by
 `step(a)` was captured during the time step that applied the previous action, `a` is applied
 during the next one, the last `act_buf_len` actions are appended to every observation,
-`ep_max_length` truncates, `wait_on_done` calls the interface's `wait()`. Each time step sleeps
+`ep_max_length` truncates, `wait_on_done` calls the interface's `wait()`; `reset()` refills the action
+buffer with default actions, or with `reset_act_buf` false keeps it and applies its last action (the
+default action unless `last_act_on_reset`), as rtgym does. Each time step sleeps
 `start_obs_capture`, captures, then sleeps the rest of `time_step_duration`, all on the clock:
 with a `VirtualClock` no time passes for real and runs are deterministic. `benchmarks()` gives
-rtgym's time-step statistics (wall-clock durations of the same phases).
+rtgym's time-step statistics (wall-clock durations of the same phases; running averages, or
+the timing histories with `benchmark_type` 'trace').
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from typing import Any
 import gymnasium
 import numpy as np
 from gymnasium import spaces
-from rtgym.envs.utils.benchmark import Benchmark
+from rtgym.envs.utils.benchmark import Benchmark, TraceBenchmark
 from tmrlx.actor.envs.clock import Clock
 
 
@@ -35,13 +38,17 @@ class LockstepEnv(gymnasium.Env):
         self.ep_max_length = config["ep_max_length"]
         self.wait_on_done = bool(config["wait_on_done"])
         self.act_buf_len = int(config["act_buf_len"])
-        self.act_buf: deque[np.ndarray] = deque(maxlen=self.act_buf_len)
+        self.reset_act_buf = bool(config["reset_act_buf"])
+        self.last_act_on_reset = bool(config["last_act_on_reset"])
         self.benchmark = bool(config["benchmark"])
-        self.bench = Benchmark(run_avg_factor=config.get("benchmark_polyak", 0.1))
+        bench_cls = TraceBenchmark if config["benchmark_type"] == "trace" else Benchmark
+        self.bench = bench_cls(run_avg_factor=config["benchmark_polyak"])
         self.action_space = interface.get_action_space()
         obs_space = interface.get_observation_space()
         self.observation_space = spaces.Tuple((*obs_space.spaces, *(self.action_space,) * self.act_buf_len))
         self.default_action = interface.get_default_action()
+        # filled once here as rtgym does, so that a first reset() that keeps the buffer finds default actions
+        self.act_buf: deque[np.ndarray] = deque([self.default_action] * self.act_buf_len, maxlen=self.act_buf_len)
         self.current_step = 0
         self.running = False
         self._result: tuple[Any, float, bool, dict] | None = None
@@ -61,13 +68,21 @@ class LockstepEnv(gymnasium.Env):
         self.clock.sleep(self.duration - self.capture)
 
     def reset(self, seed: int | None = None, options: dict | None = None) -> tuple[tuple, dict]:
+        if self.benchmark:
+            self.bench.start_reset_time()
+            self.bench.end_reset_join_time()
         super().reset(seed=seed)
         self.current_step = 0
-        self.act_buf.extend([self.default_action] * self.act_buf_len)
+        if self.reset_act_buf:
+            self.act_buf.extend([self.default_action] * self.act_buf_len)
+        elif self.act_buf and not self.last_act_on_reset:
+            self.act_buf[-1] = self.default_action  # the episode's last action was never applied: reset applies this
         obs, info = self.interface.reset(seed=seed, options=options)
         obs = (*obs, *self.act_buf)
         self.running = True
-        self._time_step(self.default_action)
+        self._time_step(self.act_buf[-1] if self.act_buf else self.default_action)
+        if self.benchmark:
+            self.bench.end_reset_time()
         return obs, info
 
     def step(self, action: np.ndarray) -> tuple[tuple, float, bool, bool, dict]:

@@ -6,7 +6,7 @@ class only when their layout is built). What each kind runs lives in `tmrlx.acto
 
 | kind | names | module |
 |---|---|---|
-| `trackmania` | `TM20FULL`, `TM20LIDAR`, `TM20LIDARPROGRESS` | `track` |
+| `trackmania` | `TM20FULL` (or any `TM20*` name not ending in LIDAR/LIDARPROGRESS), `TM20LIDAR`, `TM20LIDARPROGRESS` | `track` |
 | `simulator` | `SIMFULL`, `SIMLIDAR`, `SIMLIDARPROGRESS` | `track` |
 | `gym` | `GYM:<gymnasium id>` | `gym` |
 | `custom` | `package.module:Class` | `custom` |

@@ -3,6 +3,8 @@
 - `*LIDAR`: speed, then the history of 19 lidar beams;
 - `*LIDARPROGRESS`: speed, progress along the reward trajectory, lidar history;
 - `*FULL`: speed, gear, rpm, then the image history (grayscale unless `IMG_GRAYSCALE` is false).
+As in TMRL, any `TM20…` name that does not end in LIDAR or LIDARPROGRESS (`TM20IMAGES`, ...) is the FULL
+layout; the simulator's names are exactly the three `SIM*` ones.
 Actions are [gas, brake, steer]. `specs` (NumPy) is imported only when a layout is built, so the
 config's name check stays free of it.
 
@@ -44,14 +46,16 @@ def names(prefix: str) -> tuple[str, ...]:
     return tuple(prefix + layout for layout in LAYOUTS)
 
 
-_LAYOUT_OF = {prefix + layout: layout for prefix in (TM_PREFIX, SIM_PREFIX) for layout in LAYOUTS}
+def layout_of(interface: str) -> str:
+    """FULL, LIDAR or LIDARPROGRESS: TMRL's rule, by the name's ending (anything else is FULL)."""
+    return next((layout for layout in ("LIDARPROGRESS", "LIDAR") if interface.endswith(layout)), "FULL")
 
 
 def spec(env: Section, interface: str) -> ObsSpec:
     """The TMRL layout a TM20* or SIM* name produces, scaled so the networks see values near [0, 1]."""
     from tmrlx.common.specs import Component, ObsSpec
 
-    layout = _LAYOUT_OF[interface]
+    layout = layout_of(interface)
     hist = env.IMG_HIST_LEN
     speed = Component("speed", (1,), scale=1.0 / 1000.0)
     if layout == "FULL":
@@ -74,7 +78,8 @@ def _check_sim(opts: Mapping[str, Any]) -> None:
 
 
 TRACKMANIA = Kind(
-    name="trackmania", pattern="|".join(names(TM_PREFIX)), accepts=", ".join(names(TM_PREFIX)), spec=spec,
+    name="trackmania", pattern=TM_PREFIX + r"\w*", spec=spec,
+    accepts=", ".join(names(TM_PREFIX)) + f" (any other {TM_PREFIX}* name, e.g. {TM_PREFIX}IMAGES, is the FULL layout)",
     options=Options("TrackMania", {"save_replays": False, "host": "127.0.0.1", "port": 9000, "window_left": 0,
                                    "window_top": 0, "reward_file": None}),
 )
