@@ -230,6 +230,8 @@ def test_help_lists_commands_and_flags():
 
 def test_install_is_idempotent_and_keeps_user_config(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("TMRLX_DATA", str(tmp_path / "data"))
+    for home in ("HOME", "USERPROFILE"):  # install also copies its plugin into ~/OpenplanetNext when it exists
+        monkeypatch.setenv(home, str(tmp_path))
     assert main(["install"]) == 0
     assert str(tmp_path / "data") in capsys.readouterr().out
     for sub in ("config", "weights", "checkpoints", "reward", "dataset", "resources"):

@@ -20,7 +20,6 @@ from typing import Any
 from tmrlx.common import paths
 from tmrlx.common.config import NULL, SCHEMA, Config, Key, load_config
 from tmrlx.common.errors import ConfigError
-from tmrlx.install import install
 from tmrlx.log import setup as setup_logging
 
 log = logging.getLogger("tmrlx")
@@ -28,11 +27,16 @@ log = logging.getLogger("tmrlx")
 
 @dataclass(frozen=True)
 class Command:
-    """A subcommand: the module whose `run(cfg, args)` it calls (and `add_arguments(parser)` if any)."""
+    """A subcommand: the module whose `run(cfg, args)` it calls (and `add_arguments(parser)` if any).
+
+    A command that works on files before any config exists (`needs_config` false: install, import-tmrl)
+    is called as `run(args)`, so a missing or broken config.json never stops it.
+    """
 
     module: str
     help: str
     aliases: tuple[str, ...] = ()
+    needs_config: bool = True
 
 
 COMMANDS: dict[str, Command] = {
@@ -41,7 +45,10 @@ COMMANDS: dict[str, Command] = {
     "actor": Command("tmrlx.actor.main", "step the environment with the latest policy and send samples", ("worker",)),
     "test": Command("tmrlx.actor.main", "run the deterministic policy and print episode returns (sends nothing)"),
     "expert": Command("tmrlx.actor.main", "send samples from a fixed policy, ignoring weight updates"),
-    "install": Command("tmrlx.cli", "create the data folder and its default config.json"),
+    "install": Command("tmrlx.install", "create the data folder, its default config.json and the OpenPlanet plugin",
+                       needs_config=False),
+    "import-tmrl": Command("tmrlx.import_tmrl", "take over a TMRL user's config.json and reward.pkl (from ~/TmrlData)",
+                           needs_config=False),
     "config": Command("tmrlx.cli", "print the effective config (`tmrlx config show`)"),
     "keys": Command("tmrlx.keys", "generate CurveZMQ key pairs into a credentials folder"),
     "record-reward": Command("tmrlx.actor.envs.record", "record one lap and save it as the reward trajectory"),
@@ -171,16 +178,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser(selected).parse_args(argv)
         args.command = ALIASES.get(args.command, args.command)
         setup_logging(args.command)
-        if args.command == "install":
-            install()
-            return 0
+        command = COMMANDS[args.command]
+        if not command.needs_config:
+            return int(importlib.import_module(command.module).run(args) or 0)
         cfg = config_from_args(args)
         if cfg.DEBUG_MODE:
             logging.getLogger("tmrlx").setLevel(logging.DEBUG)
         if args.command == "config":
             print(cfg.to_json() if args.action == "show" else config_table())
             return 0
-        module = importlib.import_module(COMMANDS[args.command].module)
+        module = importlib.import_module(command.module)
         return int(module.run(cfg, args) or 0)
     except ConfigError as e:
         log.error("config error: %s", e)

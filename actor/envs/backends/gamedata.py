@@ -1,4 +1,5 @@
-"""TMRL's OpenPlanet plugin stream: 11 little-endian float32 per frame over TCP (127.0.0.1:9000).
+"""The OpenPlanet plugin's stream (TMRL's TMRL_GrabData, or tmrlx's TmrlxGrabData): 11 little-endian float32
+per frame over TCP (127.0.0.1:9000).
 
 `GameDataClient` is the TrackMania game-data backend (and what the simulator's TCP server is tested
 with). Unlike TMRL it reconnects by itself and, when no data comes, says what to do instead of
@@ -22,8 +23,9 @@ RECORD_BYTES = RECORD.itemsize * len(FIELDS)  # 44
 
 log = logging.getLogger(__name__)
 
-ADVICE = ("no data from TMRL's OpenPlanet plugin on {host}:{port}. Is TrackMania running, with OpenPlanet "
-          "installed, the TMRL_GrabData plugin loaded (OpenPlanet menu > Developer > Load plugin) and a map "
+ADVICE = ("no data from the OpenPlanet plugin on {host}:{port}. Is TrackMania running, with OpenPlanet "
+          "installed, tmrlx's TmrlxGrabData plugin (`tmrlx install` copies it; it needs OpenPlanet's Developer "
+          "signature mode) or TMRL's TMRL_GrabData loaded (OpenPlanet menu > Developer > Load plugin) and a map "
           "started (the plugin only sends while driving)? tmrlx keeps trying to reconnect.")
 
 
