@@ -3,6 +3,7 @@ valid .op, and `tmrlx install` writes it to the data folder and to every Openpla
 
 from __future__ import annotations
 
+import fnmatch
 import io
 import re
 import zipfile
@@ -66,11 +67,15 @@ def test_info_toml_is_valid_and_blocks_tmrls_plugin():
 
 
 def test_plugin_sources_are_in_the_wheel_data():
-    data = re.search(r'"tmrlx.resources" = \[(.*?)\]', (ROOT / "pyproject.toml").read_text()).group(1)
-    patterns = re.findall(r'"([^"]+)"', data)
+    """Each source file sits in a listed package folder and matches that package's package-data patterns."""
+    tomllib = pytest.importorskip("tomllib")
+    setup = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    folders = {pkg: ROOT / setup["package-dir"]["tmrlx"] / Path(*pkg.split(".")[1:]) for pkg in setup["packages"]
+               if pkg.startswith("tmrlx.resources")}
     for f in openplanet.plugin_files():
-        rel = f.relative_to(ROOT / "tmrlx" / "resources").as_posix()
-        assert any(Path(rel).match(p) and rel.count("/") == p.count("/") for p in patterns), f"{rel} is not packaged"
+        owner = next((pkg for pkg, folder in folders.items() if folder == f.parent), None)
+        assert owner is not None, f"{f} is in no listed package folder"
+        assert any(fnmatch.fnmatch(f.name, p) for p in setup["package-data"][owner]), f"{f.name} is not in {owner}'s data"
 
 
 def test_pack_is_a_valid_op_and_deterministic():
