@@ -112,14 +112,14 @@ def drive(env, driver: Driver, steps: int, on_step: Callable | None = None) -> l
 
 
 def check_environment(cfg: Config, args: argparse.Namespace) -> int:
-    from tmrlx.actor.envs.view import LiveView, can_show
+    from tmrlx.actor.envs.view import can_show, open_view
 
     env = make_env(cfg)
     kind = env_kind(cfg)
     driver_name = args.driver or kind.check_driver
     driver = make_driver(driver_name, env, cfg, getattr(args, "weights", None))
     frames: list[np.ndarray] = []
-    live = LiveView(f"tmrlx check-environment: {cfg.ENV.RTGYM_INTERFACE}") if can_show() and not args.no_window else None
+    live = open_view(f"tmrlx check-environment: {cfg.ENV.RTGYM_INTERFACE}") if can_show() and not args.no_window else None
     laps = 0
 
     def show(t, obs, r, term, trunc, info):

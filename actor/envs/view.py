@@ -7,6 +7,7 @@ only where a display is available (`can_show`), otherwise check-environment writ
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import sys
 from typing import Any
@@ -18,6 +19,15 @@ def can_show() -> bool:
     """A display to draw on and Tk to draw with."""
     has_display = sys.platform in ("win32", "darwin") or bool(os.environ.get("DISPLAY"))
     return has_display and importlib.util.find_spec("tkinter") is not None
+
+
+def open_view(title: str) -> LiveView | None:
+    """The live window, or None (logged) when the display refuses it: the PNG strip is still written."""
+    try:
+        return LiveView(title)
+    except (ImportError, RuntimeError) as e:
+        logging.getLogger("tmrlx.actor").warning("no live window (%s); the PNG strip is still written", e)
+        return None
 
 
 class LiveView:
