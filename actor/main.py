@@ -90,7 +90,7 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
             client = ActorClient(cfg, spec, session=session)
             stack.callback(client.close)
             stack.callback(_flush, client, mode)
-        env = make_env(cfg)
+        env = make_env(cfg, stop)  # a wait for the game's data inside the env ends when `stop` is set
         stack.callback(env.close)
         stack.enter_context(_stop_on_signals(stop))
         rollout = Rollout(env, spec, client, mode=mode, policy=policy, max_steps=cfg.RW_MAX_SAMPLES_PER_EPISODE,

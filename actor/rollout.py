@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 import numpy as np
 from threadpoolctl import threadpool_limits
+from tmrlx.actor.envs.realtime import Stopped
 from tmrlx.actor.policy import Policy, prime_blas
 from tmrlx.common.chunks import ChunkSchema
 from tmrlx.common.specs import ObsSpec
@@ -203,7 +204,10 @@ class Rollout:
         """One episode; its statistics (None when `stop` cut it short)."""
         clock = time.perf_counter
         seed = None if self.seed is None or self.episodes else self.seed
-        obs, info = self.env.reset(seed=seed)
+        try:
+            obs, info = self.env.reset(seed=seed)
+        except Stopped:  # stopped while the env waited for the game
+            return None
         self._add(obs, None, 0.0, False, False)
         steps, inference, total = [], [], 0.0
         terminated = truncated = False

@@ -64,7 +64,7 @@ def test_end_of_track_and_constant_penalty_in_the_interface():
         def __init__(self):
             self.record = np.zeros(11, np.float32)
 
-        def retrieve(self):
+        def retrieve(self, timeout=10.0):
             return self.record.copy()
 
         def grab(self):
@@ -74,6 +74,9 @@ def test_end_of_track_and_constant_penalty_in_the_interface():
             pass
 
         def respawn(self):
+            pass
+
+        def close_popup(self):
             pass
 
     cfg = load_config(overrides={"ENV": {"RTGYM_INTERFACE": "SIMLIDAR", "REWARD_CONFIG": {"CONSTANT_PENALTY": -0.1}}})

@@ -1,9 +1,11 @@
 """`tmrlx check-environment` and `tmrlx benchmark`: drive the configured environment and look at it.
 
-check-environment steps the env with a driver (`scripted`: the simulator's scripted driver;
+check-environment steps the env with a driver (`scripted`: the simulator's scripted driver, also in the
+emulated TrackMania, where it must finish a lap within `--steps` for the command to succeed;
 `keyboard`: the arrow keys, TMRL style; `policy`: the current policy's deterministic action, from the data
-folder's newest weights or `--weights`; `zero`/`random`), prints each step's reward and writes a PNG
-strip of what the model sees: the lidar beams drawn on the screenshot, or the image history.
+folder's newest weights or `--weights`; `zero`/`random`), prints each step's reward, shows what the
+model sees live in a window when a display is available (the lidar beams drawn on the screenshot, or the
+image history; `view.LiveView`) and writes the same views as a PNG strip.
 benchmark runs the same loop with rtgym's `benchmark` on and prints its time-step statistics.
 """
 
@@ -37,6 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
         parser.add_argument("--output", type=Path, default=None,
                             help="PNG strip to write (default: the data folder's logs/check-environment.png)")
         parser.add_argument("--every", type=int, default=10, help="put every N-th step in the strip")
+        parser.add_argument("--no-window", action="store_true", help="no live window, even with a display")
 
 
 def policy_driver(cfg: Config, weights: Path | None) -> Driver:
@@ -66,7 +69,7 @@ def make_driver(name: str, env, cfg: Config, weights: Path | None = None) -> Dri
     if name == "scripted":
         scripted = env_kind(cfg).scripted
         if scripted is None or not hasattr(env, "interface"):
-            raise ConfigError("--driver scripted needs a lockstep SIM* interface (the driver reads the simulated car)")
+            raise ConfigError("--driver scripted needs a SIM* interface or an emulated TM20* one (it reads the simulated car)")
         return scripted(env)
     try:
         import keyboard
@@ -109,20 +112,33 @@ def drive(env, driver: Driver, steps: int, on_step: Callable | None = None) -> l
 
 
 def check_environment(cfg: Config, args: argparse.Namespace) -> int:
+    from tmrlx.actor.envs.view import can_show, open_view
+
     env = make_env(cfg)
-    driver = make_driver(args.driver or env_kind(cfg).check_driver, env, cfg, getattr(args, "weights", None))
+    kind = env_kind(cfg)
+    driver_name = args.driver or kind.check_driver
+    driver = make_driver(driver_name, env, cfg, getattr(args, "weights", None))
     frames: list[np.ndarray] = []
+    live = open_view(f"tmrlx check-environment: {cfg.ENV.RTGYM_INTERFACE}") if can_show() and not args.no_window else None
+    laps = 0
 
     def show(t, obs, r, term, trunc, info):
+        nonlocal laps
+        laps += bool(info.get("finished"))
         print(f"step {t:5d}  reward {r:+8.3f}  " + "  ".join(f"{k} {v}" for k, v in info.items())
               + ("  terminated" if term else "") + ("  truncated" if trunc else ""))
-        if t % args.every == 0:
-            picture = view(env, obs)
-            if picture is not None:
-                frames.append(picture)
+        picture = view(env, obs) if live is not None or t % args.every == 0 else None
+        if picture is not None and live is not None:
+            live.show(picture)
+        if picture is not None and t % args.every == 0:
+            frames.append(picture)
 
-    returns = drive(env, driver, args.steps, show)
-    print(f"episode returns: {[round(x, 2) for x in returns]}")
+    try:
+        returns = drive(env, driver, args.steps, show)
+    finally:
+        if live is not None:
+            live.close()
+    print(f"episode returns: {[round(x, 2) for x in returns]}" + (f", live view: {live.shown} frames" if live else ""))
     if frames:
         rows = [np.concatenate(frames[i:i + 5] + [np.zeros_like(frames[0])] * (5 - len(frames[i:i + 5])), axis=1)
                 for i in range(0, len(frames), 5)]
@@ -134,6 +150,9 @@ def check_environment(cfg: Config, args: argparse.Namespace) -> int:
         cv2.imwrite(str(out), cv2.resize(strip, size, interpolation=cv2.INTER_NEAREST) if scale != 1.0 else strip)
         print(f"wrote {len(frames)} views to {out}")
     env.close()
+    if kind.lap_check and driver_name == "scripted" and not laps:
+        print(f"no lap finished within {args.steps} steps: the rehearsal of the game path failed")
+        return 1
     return 0
 
 

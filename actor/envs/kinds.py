@@ -45,6 +45,7 @@ class EnvKind:
     record: Callable[[Config], np.ndarray] | None = None  # one lap of (x, y, z) positions for record-reward
     scripted: Callable[[Any], Driver] | None = None  # the kind's own driver, reading the lockstep env it drives
     check_driver: str = "keyboard"  # check-environment's driver when --driver is not given
+    lap_check: bool = False  # check-environment --driver scripted fails unless a lap is finished (a game rehearsal)
 
 
 def _gym_interface(cfg: Config, clock: Clock) -> Any:
@@ -58,7 +59,8 @@ def _custom_interface(cfg: Config, clock: Clock) -> Any:
 
 
 ENV_KINDS: Mapping[str, EnvKind] = MappingProxyType({
-    "trackmania": EnvKind(Lazy("tmrlx.actor.envs.backends.tm:tm_interface"), record=Lazy("tmrlx.actor.envs.record:record_tm")),
+    "trackmania": EnvKind(Lazy("tmrlx.actor.envs.backends.tm:tm_interface"), record=Lazy("tmrlx.actor.envs.record:record_tm"),
+                          scripted=Lazy("tmrlx.actor.envs.emulated.driver:scripted_driver"), lap_check=True),
     "simulator": EnvKind(Lazy("tmrlx.actor.envs.sim.backends:sim_interface"), record=Lazy("tmrlx.actor.envs.record:record_sim"),
                          scripted=Lazy("tmrlx.actor.envs.sim.driver:scripted_driver"), check_driver="scripted"),
     "gym": EnvKind(_gym_interface),

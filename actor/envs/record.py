@@ -9,12 +9,13 @@ The trajectory goes to `<data folder>/reward/reward.npy` unless `--output` says 
 from __future__ import annotations
 
 import argparse
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 from tmrlx.actor.envs.backends import GameData
-from tmrlx.actor.envs.backends.gamedata import FINISHED, X, Z
+from tmrlx.actor.envs.backends.gamedata import FINISHED, NoGameData, X, Z
 from tmrlx.actor.envs.clock import Clock
 from tmrlx.actor.envs.kinds import ENV_KINDS, env_kind
 from tmrlx.actor.envs.reward import default_reward_path, resample
@@ -24,6 +25,7 @@ from tmrlx.common.kinds import REGISTRY, SIMULATOR, TRACKMANIA
 
 POLL = 0.01  # s between records (the plugin sends one per game frame)
 MAX_LAP = 600.0  # s
+log = logging.getLogger("tmrlx.actor")
 
 
 def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
@@ -33,14 +35,19 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
 
 def record_lap(gamedata: GameData, clock: Clock, drive: Callable[[], None] | None = None,
                max_seconds: float = MAX_LAP) -> np.ndarray:
-    """Positions (x, y, z) from the first record until the finish flag, calling `drive` before each poll."""
+    """Positions (x, y, z) from the first record until the finish flag, calling `drive` before each poll.
+    Without data it keeps waiting (the game may not be started yet), repeating the plugin advice."""
     positions = []
     start = clock.now()
     while clock.now() - start < max_seconds:
         if drive is not None:
             drive()
         clock.sleep(POLL)
-        data = gamedata.retrieve()
+        try:
+            data = gamedata.retrieve(timeout=5.0)
+        except NoGameData as e:
+            log.warning("%s", e)
+            continue
         positions.append(data[X:Z + 1].copy())
         if data[FINISHED]:
             return np.array(positions)
@@ -63,12 +70,34 @@ def record_sim(cfg: Config) -> np.ndarray:
         getattr(gamedata, "close", lambda: None)()
 
 
+def record_emulated(cfg: Config, opts: dict) -> np.ndarray:
+    """The scripted driver's lap in the emulated game, through the real TM20 backends (window, pad or keys, plugin)."""
+    from tmrlx.actor.envs.backends.tm import tm_backends
+    from tmrlx.actor.envs.clock import WallClock
+    from tmrlx.actor.envs.emulated import start_game
+    from tmrlx.actor.envs.sim.driver import scripted_action
+
+    game, clock = start_game(opts["track"], opts["emulate"]), WallClock()
+    try:
+        backends = tm_backends(cfg, game.system, clock, "127.0.0.1", game.port)
+    except BaseException:
+        game.close()
+        raise
+    try:
+        backends.controller.respawn()
+        return record_lap(backends.gamedata, clock, lambda: backends.controller.apply(*scripted_action(game.world)))
+    finally:
+        backends.close()
+
+
 def record_tm(cfg: Config) -> np.ndarray:
-    """A human's lap in the game, read from the plugin's stream."""
+    """A human's lap in the game, read from the plugin's stream (the scripted driver's in the emulated game)."""
     from tmrlx.actor.envs.backends.gamedata import GameDataClient
     from tmrlx.actor.envs.clock import WallClock
 
     opts = TRACKMANIA.interface_options(cfg.ENV.RTGYM_CONFIG.interface_kwargs)
+    if opts["emulate"]:
+        return record_emulated(cfg, opts)
     client = GameDataClient(opts["host"], int(opts["port"]))
     print(f"recording from the plugin on {opts['host']}:{opts['port']}: drive one lap, start line to finish line")
     try:

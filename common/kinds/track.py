@@ -20,8 +20,14 @@ Simulator `interface_kwargs` (all optional):
 - `port` (int, default 0: a free port) for `gamedata: "tcp"`;
 - `reward_file` (path, default the track's shipped trajectory);
 - `save_replays`: accepted for TMRL compatibility, ignored.
-TrackMania `interface_kwargs`: the plugin's `host`/`port`, the game window's `window_left`/`window_top`,
-`reward_file` (default: the data folder's recorded lap), `save_replays` (ignored).
+TrackMania `interface_kwargs`: the plugin's `host`/`port`, `reward_file` (default: the data folder's
+recorded lap), `save_replays` (ignored), and for rehearsing without the game:
+- `emulate` (false, true, `"windows"` or `"linux"`; default false): run the real TM20 code against the
+  emulated game (`tmrlx.actor.envs.emulated`); true takes this OS's branch, a string picks the branch
+  (Windows: pywin32 window, ViGEm gamepad or SendInput keys; Linux: xdotool, uinput);
+- `track` (default `"easy"`): the emulated game's simulator track (as the simulator's `track`); its
+  shipped trajectory is the reward file unless `reward_file` is given.
+The window is found and placed by the backends (TMRL's way), so there is no window position option.
 """
 
 from __future__ import annotations
@@ -77,11 +83,17 @@ def _check_sim(opts: Mapping[str, Any]) -> None:
         raise ConfigError(f"interface_kwargs 'seed' has value {opts['seed']!r}: expected an integer or null")
 
 
+def _check_tm(opts: Mapping[str, Any]) -> None:
+    if opts["emulate"] not in (False, True, "windows", "linux"):
+        raise ConfigError(f"interface_kwargs 'emulate' has value {opts['emulate']!r}: expected false, true, "
+                          "'windows' or 'linux'")
+
+
 TRACKMANIA = Kind(
     name="trackmania", pattern=TM_PREFIX + r"\w*", spec=spec,
     accepts=", ".join(names(TM_PREFIX)) + f" (any other {TM_PREFIX}* name, e.g. {TM_PREFIX}IMAGES, is the FULL layout)",
-    options=Options("TrackMania", {"save_replays": False, "host": "127.0.0.1", "port": 9000, "window_left": 0,
-                                   "window_top": 0, "reward_file": None}),
+    options=Options("TrackMania", {"save_replays": False, "host": "127.0.0.1", "port": 9000, "reward_file": None,
+                                   "emulate": False, "track": "easy"}, _check_tm),
 )
 SIMULATOR = Kind(
     name="simulator", pattern="|".join(names(SIM_PREFIX)), accepts=", ".join(names(SIM_PREFIX)), spec=spec,

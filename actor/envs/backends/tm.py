@@ -1,20 +1,23 @@
-"""TrackMania 2020's real backends: mss screenshots, the plugin's TCP stream, vgamepad or keyboard.
+"""TrackMania 2020's backends: the game window's capture, the plugin's TCP stream, the gamepad or keys.
 
-`mss`, `vgamepad` and `keyboard` (the `tm` extra: `pip install 'tmrlx[tm]'`) are imported only
-here and only when a TM20* interface is built; whatever is missing (packages, a display, the
-virtual gamepad driver, the reward trajectory) is reported in one message.
+Everything that touches the operating system goes through a `System` (`backends.system`): the real
+modules on a Windows or Linux (Proton) machine, or the emulated game's (`interface_kwargs` `emulate`), so
+the code below is the code that runs on the real machine. Whatever is missing (packages, display, the
+gamepad driver, the window, the reward trajectory) is reported in one message with what to do.
 """
 
 from __future__ import annotations
 
-import importlib
-import os
-import sys
+import contextlib
+import threading
 from typing import Any
 
 import numpy as np
 from tmrlx.actor.envs.backends import Backends
+from tmrlx.actor.envs.backends.controls import GamepadController, SendInputKeyboard, XdotoolKeyboard
 from tmrlx.actor.envs.backends.gamedata import GameDataClient
+from tmrlx.actor.envs.backends.system import System, real_system
+from tmrlx.actor.envs.backends.window import place_win32, place_xdotool
 from tmrlx.actor.envs.clock import Clock
 from tmrlx.actor.envs.interface import TrackInterface
 from tmrlx.actor.envs.reward import MissingRewardError, RewardFunction, default_reward_path, load_trajectory
@@ -24,80 +27,86 @@ from tmrlx.common.kinds import TRACKMANIA
 
 
 class MssScreen:
-    """Screenshots of the game window region (top-left at window_left/top, the config's window size)."""
+    """Grabs of the game's screen rectangle with one mss object per thread, made by the thread that grabs.
 
-    def __init__(self, mss: Any, left: int, top: int, width: int, height: int):
-        self.sct = mss.mss()
-        self.region = {"left": left, "top": top, "width": width, "height": height}
+    mss 9 keeps its handles per thread (GDI device contexts on Windows, the X display on Linux): an object
+    made on the main thread raises on rtgym's. Lazily per thread works with mss 9 and 10.
+    """
+
+    def __init__(self, mss: Any, region: dict[str, int]):
+        self.mss, self.region = mss, region
+        self._local = threading.local()
+        self._made: list[Any] = []
+        self._lock = threading.Lock()
 
     def grab(self) -> np.ndarray:
-        return np.asarray(self.sct.grab(self.region))  # BGRA
+        sct = getattr(self._local, "sct", None)
+        if sct is None:
+            sct = self._local.sct = self.mss()
+            with self._lock:
+                self._made.append(sct)
+        return np.asarray(sct.grab(self.region))  # BGRA (h, w, 4) uint8
+
+    def close(self) -> None:
+        with self._lock:
+            made, self._made = self._made, []
+        for sct in made:
+            with contextlib.suppress(Exception):  # another thread's object may refuse to close here (mss 9)
+                sct.close()
 
 
-class GamepadController:
-    """TMRL's mapping: gas -> right trigger, brake -> left trigger, steer -> left stick x; respawn = B."""
-
-    def __init__(self, vgamepad: Any):
-        self.vg = vgamepad
-        self.pad = vgamepad.VX360Gamepad()
-
-    def apply(self, gas: float, brake: float, steer: float) -> None:
-        self.pad.right_trigger_float(value_float=max(gas, 0.0))
-        self.pad.left_trigger_float(value_float=max(brake, 0.0))
-        self.pad.left_joystick_float(x_value_float=min(max(steer, -1.0), 1.0), y_value_float=0.0)
-        self.pad.update()
-
-    def respawn(self) -> None:
-        button = self.vg.XUSB_BUTTON.XUSB_GAMEPAD_B
-        self.pad.press_button(button=button)
-        self.pad.update()
-        self.pad.release_button(button=button)
-        self.pad.update()
-
-
-class KeyboardController:
-    """TMRL's binary keys: gas > 0 up, brake > 0 down, steer > 0.5 right, < -0.5 left; respawn Delete/BackSpace."""
-
-    def __init__(self, keyboard: Any):
-        self.kb = keyboard
-
-    def apply(self, gas: float, brake: float, steer: float) -> None:
-        for key, down in (("up", gas > 0), ("down", brake > 0), ("right", steer > 0.5), ("left", steer < -0.5)):
-            (self.kb.press if down else self.kb.release)(key)
-
-    def respawn(self) -> None:
-        self.kb.press_and_release("delete" if sys.platform == "win32" else "backspace")
+def tm_backends(cfg: Config, system: System, clock: Clock, host: str, port: int) -> Backends:
+    """Place the window, open the capture, the plugin client and the controller, on `system`'s platform."""
+    env = cfg.ENV
+    w, h = env.WINDOW_WIDTH, env.WINDOW_HEIGHT
+    if system.platform == "windows":
+        placement = place_win32(system.win32gui, w, h)
+    else:
+        assert system.xdotool is not None
+        placement = place_xdotool(system.xdotool, clock, w, h, env.LINUX_X_OFFSET, env.LINUX_Y_OFFSET)
+    controller: GamepadController | SendInputKeyboard | XdotoolKeyboard
+    if cfg.VIRTUAL_GAMEPAD:
+        controller = GamepadController(system.vgamepad, clock, system.platform)
+    elif system.platform == "windows":
+        controller = SendInputKeyboard(system.user32, clock, placement.popup_point)
+    else:
+        assert system.xdotool is not None
+        controller = XdotoolKeyboard(system.xdotool, clock, placement.popup_point)
+    return Backends(MssScreen(system.mss, placement.region), GameDataClient(host, port), controller, clock, system.game)
 
 
-def _import(name: str, problems: list[str]) -> Any:
-    try:
-        return importlib.import_module(name)
-    except Exception as e:  # ImportError, or a driver error raised at import (vgamepad without ViGEmBus)
-        problems.append(f"python package {name!r} ({type(e).__name__}: {e}); install the tm extra: pip install 'tmrlx[tm]'")
-        return None
+def _emulated(opts: dict[str, Any]) -> tuple[System, str]:
+    from tmrlx.actor.envs.emulated import start_game
+
+    game = start_game(opts["track"], opts["emulate"])
+    return game.system, opts["reward_file"] or str(game.trajectory)
 
 
 def tm_interface(cfg: Config, clock: Clock) -> TrackInterface:
-    """The TM20* interface on the real game, or one ConfigError listing everything that is missing."""
+    """The TM20* interface on the game (or the emulated game), or one ConfigError listing everything that is missing."""
     opts = TRACKMANIA.interface_options(cfg.ENV.RTGYM_CONFIG.interface_kwargs)
     problems: list[str] = []
-    if sys.platform != "win32":
-        problems.append(f"TrackMania 2020 runs on Windows (this is {sys.platform}); use a SIM* interface here")
-        if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
-            problems.append("a display to capture (no DISPLAY is set)")
-    mss = _import("mss", problems)
-    pad = _import("vgamepad", problems) if cfg.VIRTUAL_GAMEPAD else _import("keyboard", problems)
-    if cfg.VIRTUAL_GAMEPAD and sys.platform.startswith("linux") and not os.access("/dev/uinput", os.W_OK):
-        problems.append("a writable /dev/uinput for the virtual gamepad (or set VIRTUAL_GAMEPAD to false)")
-    reward_file = opts["reward_file"] or default_reward_path()
+    system: System | None
+    if opts["emulate"]:
+        system, reward_file = _emulated(opts)
+        host, port = "127.0.0.1", system.game.port
+    else:
+        system = real_system(cfg.VIRTUAL_GAMEPAD, problems)
+        reward_file, host, port = opts["reward_file"] or str(default_reward_path()), opts["host"], int(opts["port"])
     try:
         trajectory = load_trajectory(reward_file)
     except MissingRewardError as e:
         problems.append(f"the reward trajectory: {e}")
-    if problems:
-        raise ConfigError(f"{cfg.ENV.RTGYM_INTERFACE} cannot start; missing:\n  - " + "\n  - ".join(problems))
-    env = cfg.ENV
-    controller = GamepadController(pad) if cfg.VIRTUAL_GAMEPAD else KeyboardController(pad)
-    backends = Backends(MssScreen(mss, opts["window_left"], opts["window_top"], env.WINDOW_WIDTH, env.WINDOW_HEIGHT),
-                        GameDataClient(opts["host"], int(opts["port"])), controller, clock)
-    return TrackInterface(cfg, backends, RewardFunction(trajectory, env.REWARD_CONFIG))
+    if problems or system is None:
+        if system is not None and system.game is not None:
+            system.game.close()
+        raise ConfigError(f"{cfg.ENV.RTGYM_INTERFACE} (TrackMania 2020 on Windows, or under Proton on Linux: "
+                          "docs/environments.md) cannot start; missing:\n  - " + "\n  - ".join(problems)
+                          + "\n(to rehearse without the game: ENV.RTGYM_CONFIG.interface_kwargs {\"emulate\": true})")
+    try:
+        backends = tm_backends(cfg, system, clock, host, port)
+    except BaseException:
+        if system.game is not None:
+            system.game.close()
+        raise
+    return TrackInterface(cfg, backends, RewardFunction(trajectory, cfg.ENV.REWARD_CONFIG))

@@ -38,7 +38,7 @@ class SimGameData:
     def __init__(self, world: SimWorld):
         self.world = world
 
-    def retrieve(self) -> np.ndarray:
+    def retrieve(self, timeout: float = 10.0) -> np.ndarray:
         return self.world.record()
 
 
@@ -49,8 +49,8 @@ class TcpGameData:
         self.server = GameDataServer(world, port=port).start()
         self.client = GameDataClient("127.0.0.1", self.server.port)
 
-    def retrieve(self) -> np.ndarray:
-        return self.client.retrieve()
+    def retrieve(self, timeout: float = 10.0) -> np.ndarray:
+        return self.client.retrieve(timeout)
 
     def close(self) -> None:
         self.client.close()
@@ -66,6 +66,9 @@ class SimController:
 
     def apply(self, gas: float, brake: float, steer: float) -> None:
         self.world.control(gas, brake, steer)
+
+    def close_popup(self) -> None:
+        """The simulator has no finish pop-up (the emulated TrackMania has one)."""
 
     def respawn(self) -> None:
         self.world.respawn()

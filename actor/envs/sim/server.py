@@ -2,22 +2,29 @@
 
 Like the plugin it accepts clients on a port and writes the car's record to each about every
 `period` seconds (a game frame), so the real `GameDataClient` and `tmrlx record-reward` run against
-it. `stop()` and `start()` let tests check that clients reconnect.
+it. `stop()` and `start()` let tests check that clients reconnect; `drop()` closes the connections but
+keeps listening; `live()` (when given) says whether the game is sending now (the plugin is silent while
+the game is paused, loading or in menus).
 """
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
+from collections.abc import Callable
 
 from tmrlx.actor.envs.backends.gamedata import pack
 from tmrlx.actor.envs.sim.world import SimWorld
 
 
 class GameDataServer:
-    def __init__(self, world: SimWorld, host: str = "127.0.0.1", port: int = 0, period: float = 0.01):
+    def __init__(self, world: SimWorld, host: str = "127.0.0.1", port: int = 0, period: float = 0.01,
+                 live: Callable[[], bool] | None = None):
         self.world = world
         self.host, self.port, self.period = host, port, period
+        self.live = live
+        self._conns: set[socket.socket] = set()
         self._listener: socket.socket | None = None
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -49,13 +56,22 @@ class GameDataServer:
         listener.close()
 
     def _serve(self, conn: socket.socket, stop: threading.Event) -> None:
+        self._conns.add(conn)
         with conn:
             while not stop.is_set():
                 try:
-                    conn.sendall(pack(self.world.record()))
+                    if self.live is None or self.live():
+                        conn.sendall(pack(self.world.record()))
                 except OSError:
-                    return  # the client went away
+                    break  # the client went away, or drop()
                 stop.wait(self.period)
+        self._conns.discard(conn)
+
+    def drop(self) -> None:
+        """Close every client connection (they reconnect); keep listening."""
+        for conn in list(self._conns):
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
 
     def stop(self) -> None:
         """Stop listening and drop every client (the game closing or the map unloading)."""
