@@ -138,7 +138,7 @@ class NullLink:
 
 def loop_step_us(policy: Policy, obs: tuple, steps: int = 2000) -> float:
     """Mean wall time of one actor-loop step (newest-frame extraction, chunking, weights poll, policy)."""
-    rollout = Rollout(StaticEnv(obs), policy.spec, NullLink(), policy=policy, max_steps=steps, log=lambda _: None)
+    rollout = Rollout(StaticEnv(obs), policy.spec, NullLink(), policy=policy, max_steps=steps)
     return rollout.run(episodes=1)[0]["mean_step_s"] * 1e6
 
 

@@ -18,8 +18,11 @@ import numpy as np
 try:
     import torch
     from torch import nn
-except ImportError:  # the benches then omit the TMRL keys
+
+    Module: type = nn.Module
+except ImportError:  # the benches then omit the TMRL keys; the classes below are defined but never built
     torch = None
+    Module = object
 
 INSTALL_HINT = "torch is not installed: `pip install -e .[bench]` (torch==2.13.0, CPU) to measure TMRL's reference"
 LIDAR_PARTS = (1, 76, 3, 3)  # speed, 4 x 19 lidar, two previous actions: TMRL's 83 MLP inputs
@@ -46,7 +49,7 @@ def mlp(sizes: Sequence[int], out_relu: bool) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-class VanillaCNN(nn.Module):
+class VanillaCNN(Module):
     """TMRL's image trunk + MLP: convs on the 4-frame history, concat speed, gear, rpm, actions."""
 
     def __init__(self, q_net: bool):
@@ -63,7 +66,7 @@ class VanillaCNN(nn.Module):
         return self.mlp(torch.cat((speed, gear, rpm, feats, *acts), -1))
 
 
-class Actor(nn.Module):
+class Actor(Module):
     """TMRL's squashed Gaussian actor (`SquashedGaussianMLPActor` / `SquashedGaussianVanillaCNNActor`)."""
 
     def __init__(self, cnn: bool):
@@ -92,7 +95,7 @@ class Actor(nn.Module):
             return a.squeeze().cpu().numpy()
 
 
-class QFunction(nn.Module):
+class QFunction(Module):
     def __init__(self, cnn: bool):
         super().__init__()
         self.cnn = cnn

@@ -1,0 +1,44 @@
+"""The benchmarks run without torch: TMRL's figures are left out with the install hint, tmrlx's are measured."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BLOCK_TORCH = """
+import runpy, sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "torch":
+            raise ImportError("blocked: " + name)
+sys.meta_path.insert(0, Block())
+sys.argv = [{module!r}, *{args!r}]
+runpy.run_module({module!r}, run_name="__main__")
+"""
+
+
+def _run_without_torch(module: str, *args: str) -> subprocess.CompletedProcess:
+    code = textwrap.dedent(BLOCK_TORCH.format(module=module, args=list(args)))
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+
+def test_every_bench_module_imports_without_torch():
+    block = textwrap.dedent(BLOCK_TORCH.split("sys.argv")[0])
+    code = block + "import bench.actor, bench.learner, bench.broker, bench.sim"
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+
+
+@pytest.mark.slow
+def test_the_actor_bench_runs_without_torch_and_omits_tmrl():
+    r = _run_without_torch("bench.actor", "--rounds", "1", "--calls", "20")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "torch is not installed" in r.stdout
+    figures = json.loads(r.stdout.strip().splitlines()[-1])
+    assert figures["mlp_p50_us"] > 0 and not any(k.startswith("tmrl_") for k in figures)
