@@ -166,9 +166,27 @@ def _selected(argv: Sequence[str]) -> str | None:
     return None
 
 
+# TMRL's command line (`python -m tmrl --server`, ...) -> the tmrlx command that does the same
+TMRL_FLAGS = {"--server": "broker", "--trainer": "learner", "--worker": "actor", "--test": "test", "--expert": "expert",
+              "--benchmark": "benchmark", "--record-reward": "record-reward", "--check-environment": "check-environment",
+              "--install": "install"}
+
+
+def from_tmrl(argv: list[str]) -> tuple[list[str], str | None]:
+    """A TMRL invocation as tmrlx's (`--trainer --wandb` -> `learner --wandb`) and TMRL's flag, else `argv` unchanged."""
+    if _selected(argv) is not None:
+        return argv, None
+    flag = next((a for a in argv if a in TMRL_FLAGS), None)
+    if flag is None:
+        return argv, None
+    rest = list(argv)
+    rest.remove(flag)
+    return [TMRL_FLAGS[flag], *rest], flag
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     program = argv is None  # run as a program, not called in-process (tests)
-    argv = list(sys.argv[1:] if argv is None else argv)
+    argv, tmrl_flag = from_tmrl(list(sys.argv[1:] if argv is None else argv))
     selected = _selected(argv)
     if program and selected == "learner":
         from tmrlx.learner.allocator import reexec_with_tuned_malloc
@@ -178,6 +196,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser(selected).parse_args(argv)
         args.command = ALIASES.get(args.command, args.command)
         setup_logging(args.command)
+        if tmrl_flag is not None:
+            log.info("%s is TMRL's name for `tmrlx %s`", tmrl_flag, TMRL_FLAGS[tmrl_flag])
         command = COMMANDS[args.command]
         if not command.needs_config:
             return int(importlib.import_module(command.module).run(args) or 0)
