@@ -27,7 +27,7 @@ demo *args:
 test *args:
     {{python}} -m pytest -q "$@"
 
-# run a benchmark: just bench broker|learner|actor|sim
+# run a benchmark: just bench broker|learner|actor|sim|load
 bench name *args:
     shift; {{python}} -m bench.{{name}} "$@"
 

@@ -35,9 +35,9 @@ def verdict(level: dict[str, Any]) -> tuple[bool, str]:
         return True, ""
     if not offered_ok:
         return False, "generators (they could not offer the nominal load on the shared cores)"
-    if level["broker_cpu_percent"] >= 90:
-        return False, "broker core (saturated)"
-    return False, "not the broker core (below 90 %): the box's shared cores or the learner stand-in"
+    if level["broker_cpu_percent"] >= 70:  # on a shared box the broker's core also runs other work: 70-100 % is all it got
+        return False, f"broker core (saturated: {level['broker_cpu_percent']:.0f} % of it on this box)"
+    return False, "not the broker core (below 70 %): the box's shared cores or the learner stand-in"
 
 
 def line(level: dict[str, Any], why: str) -> str:
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     core = None if args.broker_core < 0 else args.broker_core
     started = time.monotonic()
-    print(f"{os.cpu_count()} cores; broker pinned to core {core}; generators and learner stand-in unpinned; "
+    print(f"{os.cpu_count()} cores; broker pinned to core {core}; generators and learner stand-in pinned to the other cores; "
           f"{args.seconds:g} s per level after {args.warmup:g} s warm-up", flush=True)
 
     def level(n: int) -> dict[str, Any]:

@@ -4,7 +4,7 @@ Used by `bench/load.py` (`just bench load`) and `tests/test_load.py`. Every proc
 127.0.0.1. One level (`run_level`) runs:
 
 - the broker in its own process (`Broker` + `serve_forever`, as `tmrlx broker` runs it), pinned to one core
-  when asked, reporting its counters at the end;
+  when asked (the other processes are then pinned to the other cores), reporting its counters at the end;
 - an ingest-only learner stand-in: a real `LearnerClient` that polls chunks and timestamps them, no training;
 - `generators` processes of simulated actors. A simulated actor is one DEALER socket speaking the real
   protocol (the `ClientHandshake`, SAMPLES frames from `protocol.make` with headers from a `StreamCounter`,
@@ -290,10 +290,16 @@ class Swarm:
                 "late_p99_ms": float(np.percentile(lat, 99) * 1e3), "offered": offered}
 
 
+def _pin(cores: set[int] | None) -> None:
+    if cores:
+        os.sched_setaffinity(0, cores)
+
+
 def generator_proc(cfg_dict: dict, prefix: str, n: int, epoch: float, window: Any, drain: float, stop_at: float,
-                   connect_timeout: float, conn: Any, record: bool) -> None:
+                   connect_timeout: float, conn: Any, record: bool, cores: set[int] | None = None) -> None:
     """Child process: `n` simulated actors; sends ('connected', k) once all are (or the timeout passed), then the report."""
     raise_open_files()
+    _pin(cores)
     swarm = Swarm(Config.from_dict(cfg_dict), prefix, n, epoch, window, record, drain)
     report = swarm.run(stop_at, connect_timeout, lambda k: conn.send(("connected", k)))
     conn.send(("report", report))
@@ -301,10 +307,11 @@ def generator_proc(cfg_dict: dict, prefix: str, n: int, epoch: float, window: An
 
 # ---------------------------------------------------------------- the learner stand-in
 def ingest_proc(cfg_dict: dict, epoch: float, window: Any, drain: float, stop_at: float, conn: Any, record: bool,
-                credit_window: int = 64) -> None:
+                credit_window: int = 64, cores: set[int] | None = None) -> None:
     """Child process: a real LearnerClient that polls chunks and timestamps them (no training)."""
     from tmrlx.learner.link import LearnerClient
 
+    _pin(cores)
     cfg = Config.from_dict(cfg_dict)
     learner = LearnerClient(cfg, spec_from_config(cfg), window=credit_window)
     try:
@@ -403,6 +410,8 @@ def run_level(actors: int, seconds: float = 20.0, warmup: float = 3.0, drain: fl
     """
     from tmrlx.testing import free_port
 
+    others = set(range(os.cpu_count() or 1)) - {broker_core} if broker_core is not None else None
+    others = others or None  # one core: share it
     generators = generators or (1 if actors < 200 else max(2, math.ceil(actors / ACTORS_PER_GENERATOR)))
     connect_timeout = connect_timeout or 10.0 + actors / 200
     cfg = load_cfg(free_port(), **cfg_overrides)
@@ -421,7 +430,7 @@ def run_level(actors: int, seconds: float = 20.0, warmup: float = 3.0, drain: fl
         pid: int = broker.pid  # type: ignore[assignment]  # started
         l_conn, l_child = ctx.Pipe(duplex=False)
         learner = ctx.Process(target=ingest_proc, args=(cfg.to_dict(), epoch, window, drain, stop_at, l_child, record,
-                                                                      learner_window),
+                                                                      learner_window, others),
                               daemon=True)
         learner.start()
         procs.append(learner)
@@ -431,7 +440,7 @@ def run_level(actors: int, seconds: float = 20.0, warmup: float = 3.0, drain: fl
             n = actors // generators + (g < actors % generators)
             conn, child = ctx.Pipe(duplex=False)
             p = ctx.Process(target=generator_proc, args=(cfg.to_dict(), f"g{g}a", n, epoch, window, drain, stop_at,
-                                                         connect_timeout, child, record), daemon=True)
+                                                         connect_timeout, child, record, others), daemon=True)
             p.start()
             procs.append(p)
             g_conns.append((conn, p))
@@ -461,7 +470,7 @@ def run_level(actors: int, seconds: float = 20.0, warmup: float = 3.0, drain: fl
                 p.join(5)
     offered_chunks = sum(r["offered_chunks"] for r in reports)
     offered_rows = sum(r["offered_rows"] for r in reports)
-    lat = ingest["latencies"] if len(ingest["latencies"]) else np.full(1, math.inf)
+    lat = ingest["latencies"] if len(ingest["latencies"]) else np.full(1, 1e6)  # nothing arrived: 1,000 s
     out = {
         "actors": actors, "connected": connected, "connect_s": round(connect_s, 2), "seconds": seconds,
         "offered_samples": offered_rows, "delivered_samples": ingest["rows"],
