@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import resource
 import signal
 import sys
 import time
@@ -15,11 +17,23 @@ log = logging.getLogger("tmrlx.broker")
 STATUS_EVERY_S = 10.0  # without a terminal, the status line goes to the log this often
 
 
+def raise_open_files() -> int:
+    """Raise the soft RLIMIT_NOFILE to the hard limit: every actor is one TCP connection, i.e. one file descriptor,
+    and a soft limit of 1024 (a common default) would cap the broker at about a thousand actors. The new soft limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
 def run(cfg: Config, args: argparse.Namespace) -> int:
     tty = sys.stderr.isatty()
+    files = raise_open_files()
     broker = Broker(cfg)
     signal.signal(signal.SIGTERM, lambda *_: broker.stop())
-    log.info("listening on %s:%d (TLS %s)", broker.host, broker.port, "on" if cfg.TLS else "off")
+    log.info("listening on %s:%d (TLS %s, up to ~%d actors: open-files limit %d)", broker.host, broker.port,
+             "on" if cfg.TLS else "off", max(0, files - 64), files)
     if broker.host in LOOPBACK:
         log.info("only this machine can connect (LOCALHOST_WORKER and LOCALHOST_TRAINER are true): to accept actors or a "
                  "learner from other machines set either to false, with the same long PASSWORD everywhere and TLS true")
