@@ -103,7 +103,7 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
 
         def on_episode(stats: dict) -> None:
             print(f"tmrlx {mode}: {_format(stats)}", flush=True)
-            if client is not None and client.error:  # refused for good (password, layout, NB_WORKERS)
+            if client is not None and client.error:  # refused for good (password, layout)
                 stop.set()
 
         done = rollout.run(args.episodes, stop, on_episode)

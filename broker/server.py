@@ -156,8 +156,7 @@ class Broker:
 
     def stats(self) -> dict[str, Any]:
         """Counters plus connected actors, learner presence, buffered rows and the weights version."""
-        actors = sum(p.role == "actor" for p in self.peers.values())
-        return {**self.counts, "actors": actors, "learner": self._learner is not None, "buffered": self._buffered,
+        return {**self.counts, "actors": self._actors(), "learner": self._learner is not None, "buffered": self._buffered,
                 "weights_version": self._weights[0] if self._weights else None}
 
     def serve_forever(self, stop_event: threading.Event | None = None, on_status: Any = None,
@@ -275,11 +274,10 @@ class Broker:
                 self._forget(old, None)
         if hs.role == "learner" and self._learner is not None:
             other = self.peers[self._learner].session
-            return self._refuse(ident, hs.address, hd, f"another learner ({other}) is connected; retrying", fatal=False)
-        actors = sum(p.role == "actor" for p in self.peers.values())
-        cap = self.settings.max_actors
-        if hs.role == "actor" and cap != -1 and actors >= cap:
-            return self._refuse(ident, hs.address, hd, f"NB_WORKERS={cap} actors are already connected")
+            return self._refuse(ident, hs.address, hd, f"another learner ({other}) is connected", fatal=False)
+        if hs.role == "actor" and not self._actor_slot_free():
+            cap = self.settings.max_actors
+            return self._refuse(ident, hs.address, hd, f"NB_WORKERS={cap} actors are already connected", fatal=False)
         peer = Peer(hs.role, hs.session, hs.address, Liveness(self._hb, MISSES, self._clock), hs.policy_version)
         self.peers[ident] = peer
         if hs.role == "learner":
@@ -289,6 +287,25 @@ class Broker:
         log.info("%s %s connected from %s", hs.role, hs.session, hs.address)
         if hs.role == "actor":
             self._give_weights(ident, peer)
+
+    def _actor_slot_free(self) -> bool:
+        """Whether NB_WORKERS leaves room for one more actor.
+
+        A restarted actor process has a new session, and its dead predecessor would hold a slot until it went silent
+        (3 heartbeats). So at the cap every counted actor is probed first: a HEARTBEAT to one whose connection is gone
+        (its process was killed) fails at once and forgets it. One whose connection merely hangs (a machine lost
+        power) is forgotten when silent; meanwhile the refusal is not fatal and the newcomer retries with its backoff.
+        """
+        cap = self.settings.max_actors
+        if cap == -1 or self._actors() < cap:
+            return True
+        for ident, peer in list(self.peers.items()):
+            if peer.role == "actor":
+                self._send(ident, make(MsgType.HEARTBEAT))
+        return self._actors() < cap
+
+    def _actors(self) -> int:
+        return sum(p.role == "actor" for p in self.peers.values())
 
     def _samples(self, ident: bytes, peer: Peer, msg: Decoded) -> None:
         h = msg.header

@@ -1,13 +1,19 @@
 """Orbax checkpoints of everything the learner needs to resume exactly: state, replay memory, counters, config.
 
-Saves are atomic (orbax writes a temporary folder and renames it when complete) and the last
-`KEEP` are kept, so a truncated or corrupt newest checkpoint is reported and the previous good
-one is used instead.
+Saves are atomic (orbax writes `<step>.orbax-checkpoint-tmp-*` and renames it when complete) and the
+last `KEEP` are kept, so a truncated or corrupt newest checkpoint (arrays or meta) is reported and the
+previous good one is used instead; the temporary folder of a save that was killed is removed at start.
+The last published weights version is kept beside them, written at every publication: versions
+published after the last save must not repeat after a kill either.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +21,8 @@ import jax
 import orbax.checkpoint as ocp
 
 KEEP = 3
+UNFINISHED = "*.orbax-checkpoint-tmp*"  # orbax's temporary step folders (its TMP_DIR_SUFFIX)
+PUBLISHED = "published.json"
 log = logging.getLogger("tmrlx.learner")
 
 
@@ -24,7 +32,9 @@ class Checkpoints:
     def __init__(self, directory: Path):
         self.directory = Path(directory).absolute()
         self.manager = ocp.CheckpointManager(
-            self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=KEEP, create=True))
+            self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=KEEP, create=True),
+            item_handlers={"arrays": ocp.StandardCheckpointHandler(), "meta": ocp.JsonCheckpointHandler()})  # `layout` reads
+        # the arrays' metadata before anything was restored: orbax must know their handler from the start
 
     def steps(self) -> list[int]:
         return sorted(self.manager.all_steps(), reverse=True)
@@ -39,21 +49,70 @@ class Checkpoints:
     def read_meta(self, step: int) -> dict:
         return dict(self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"])
 
-    def restore(self, like: Any) -> tuple[int, Any, dict] | None:
-        """The newest readable checkpoint as (step, arrays shaped like `like`, meta), or None when there is none.
+    def layout(self, step: int) -> Any:
+        """The arrays checkpoint `step` holds, as a tree of `jax.ShapeDtypeStruct` (nested dicts), read from its metadata."""
+        tree = self.manager.item_metadata(step)["arrays"].tree
+        return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), tree)
 
-        A checkpoint that fails to load is reported (logged) and the previous one is tried.
+    def restore(self, target: Callable[[dict, Any], Any]) -> tuple[int, Any, dict] | None:
+        """The newest readable checkpoint as (step, arrays, meta), or None when there is none.
+
+        `target(meta, layout)` says what to restore (a tree of arrays or shape-dtype structs; it may raise to refuse
+        the checkpoint). A checkpoint whose meta, metadata or arrays fail to load is reported (logged) and the
+        previous one is tried.
         """
-        target = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
         for step in self.steps():
             try:
-                out = self.manager.restore(step, args=ocp.args.Composite(
-                    arrays=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore()))
-                return step, out["arrays"], dict(out["meta"])
+                meta, layout = self.read_meta(step), self.layout(step)
             except Exception as e:  # orbax/tensorstore raise many types for truncated or corrupt files
-                first_line = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
-                log.warning("checkpoint %s is unreadable (%s); trying the previous one", self.directory / str(step), first_line)
+                self._unreadable(step, e)
+                continue
+            like = jax.tree.map(ocp.utils.to_shape_dtype_struct, target(meta, layout))
+            try:
+                arrays = self.manager.restore(step, args=ocp.args.Composite(arrays=ocp.args.StandardRestore(like)))["arrays"]
+                return step, arrays, meta
+            except Exception as e:
+                self._unreadable(step, e)
         return None
+
+    def _unreadable(self, step: int, e: Exception) -> None:
+        first_line = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+        log.warning("checkpoint %s is unreadable (%s); trying the previous one", self.directory / str(step), first_line)
+
+    def remove_unfinished(self) -> None:
+        """Remove the temporary folders of saves that never completed (the learner was killed while saving)."""
+        for folder in sorted(self.directory.glob(UNFINISHED)):
+            log.warning("removing %s: a checkpoint save that never completed (the learner was stopped while saving)", folder)
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def record_published(self, version: int) -> None:
+        """Remember the newest published weights version (atomically: a kill leaves the old or the new one)."""
+        tmp = self.directory / f"{PUBLISHED}.tmp"
+        tmp.write_text(json.dumps({"version": version}))
+        os.replace(tmp, self.directory / PUBLISHED)
+
+    def last_published(self) -> int:
+        """The newest weights version ever published for this run (0: none, or the record is unreadable)."""
+        try:
+            return int(json.loads((self.directory / PUBLISHED).read_text())["version"])
+        except FileNotFoundError:
+            return 0
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            log.warning("%s is unreadable (%s): weights versions go on from the last checkpoint's",
+                        self.directory / PUBLISHED, e)
+            return 0
 
     def close(self) -> None:
         self.manager.close()
+
+
+def fits(layout: Any, like: Any) -> bool:
+    """Whether a saved `layout` (from `Checkpoints.layout`) holds exactly the arrays of `like`: same names, shapes and
+    dtypes, and the same empty nodes (optax's `EmptyState`: adam and adamw differ only in those)."""
+    saved = ocp.tree.to_flat_dict(layout, keep_empty_nodes=True)
+    mine = ocp.tree.to_flat_dict(jax.tree.map(ocp.utils.to_shape_dtype_struct, like), keep_empty_nodes=True)
+    return saved.keys() == mine.keys() and all(_shape(saved[k]) == _shape(mine[k]) for k in mine)
+
+
+def _shape(leaf: Any) -> tuple:
+    return getattr(leaf, "shape", None), getattr(leaf, "dtype", None)

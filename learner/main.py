@@ -61,7 +61,7 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
                       episode_log=JsonlSink(paths.logs_dir() / cfg.RUN_NAME / "episodes.jsonl"))
     resumed = trainer.resume()
     if resumed is not None:
-        what = "restarting the model, keeping the replay memory" if cfg.RESET_TRAINING else "resuming"
+        what = "resuming" if trainer.model_restarted is None else "restarting the model, keeping the replay memory"
         log.info("%s from checkpoint %s", what, json.dumps({"counters": resumed, "memory": trainer.counters.samples}))
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: trainer.stop())

@@ -13,6 +13,7 @@ import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import jax
 import numpy as np
@@ -23,7 +24,7 @@ from tmrlx.common.errors import ConfigError
 from tmrlx.common.metrics import JsonlSink, Metrics
 from tmrlx.common.specs import ObsSpec
 from tmrlx.common.weights import Arch
-from tmrlx.learner.checkpoint import Checkpoints
+from tmrlx.learner.checkpoint import Checkpoints, fits
 from tmrlx.learner.ingest import Ingest, concat_rows
 from tmrlx.learner.publish import actor_weights
 from tmrlx.learner.replay import init_replay, insert, size
@@ -43,6 +44,7 @@ class Counters:
     episodes: int = 0
     publications: int = 0
     saves: int = 0
+    version: int = 0  # of the last weights published: counts publications over the run's life, never reset
 
 
 @dataclass(frozen=True)
@@ -97,7 +99,7 @@ class Trainer:
         self.ingest = Ingest(spec)
         self.counters = Counters()
         self.stopping = False
-        self._published = -1  # the version actors have: the last published weights
+        self.model_restarted: str | None = None  # why `resume` kept only the replay memory (None: it resumed the model)
         self._episodes: list[dict] = []
         self._infos: list = []
         self._last_pull = 0
@@ -128,25 +130,32 @@ class Trainer:
         return n
 
     def publish(self) -> None:
-        """Send the actor's weights (and keep a copy every SAVE_MODEL_EVERY); non-finite ones are never published."""
-        version = self.counters.updates
+        """Send the actor's weights (and keep a copy every SAVE_MODEL_EVERY); non-finite ones are never published.
+
+        The broker and the actors tell weights apart by version, so a version must never repeat: it counts
+        publications over the run's life (RESET_TRAINING or a changed ALG do not reset it) and is recorded
+        beside the checkpoints before it leaves, so that a kill between two saves cannot repeat it either.
+        """
+        c = self.counters
         arrays = actor_weights(self.state.actor)
         if not all(np.isfinite(a).all() for a in arrays.values()):
             log.error("the updates up to %d produced non-finite actor weights: actors keep version %d, the last good one "
-                      "(lower the learning rates, or check the rewards)", version, self._published)
+                      "(lower the learning rates, or check the rewards)", c.updates, c.version)
             return
-        self._published = version
-        self.source.publish_weights(version, arrays, weights.meta(self.spec, self.arch))
-        self.counters.publications += 1
+        c.version += 1
+        if self.checkpoints is not None:
+            self.checkpoints.record_published(c.version)
+        self.source.publish_weights(c.version, arrays, weights.meta(self.spec, self.arch))
+        c.publications += 1
         every = self.schedule.save_every
-        if every and self.counters.publications % every == 0:
-            self.save_weights(arrays, f"{self.schedule.run_name}_{version}")
+        if every and c.publications % every == 0:
+            self.save_weights(arrays, f"{self.schedule.run_name}_{c.version}")
 
     def save_weights(self, arrays: dict, name: str) -> Path:
         """The actor's weights in the data folder's weights/, the file `tmrlx test` / `tmrlx expert` read."""
         out = paths.weights_dir() / f"{name}.npz"
         out.parent.mkdir(parents=True, exist_ok=True)
-        weights.save(out, self.counters.updates, arrays, weights.meta(self.spec, self.arch))
+        weights.save(out, self.counters.version, arrays, weights.meta(self.spec, self.arch))
         return out
 
     # ---- the schedule ----
@@ -216,9 +225,9 @@ class Trainer:
         return True
 
     def run(self) -> int:
-        """Train until MAX_EPOCHS or `stop()`; checkpoint after every epoch and on stop."""
-        if self.counters.publications == 0:
-            self.publish()
+        """Publish at once (a resumed learner's actors may hold older weights, or none), then train until MAX_EPOCHS
+        or `stop()`; checkpoint after every epoch and on stop."""
+        self.publish()
         while self.counters.epoch < self.schedule.max_epochs and not self.stopping:
             if self.run_epoch():
                 self.save()
@@ -247,26 +256,53 @@ class Trainer:
         self.save_weights(actor_weights(self.state.actor), self.schedule.run_name)
 
     def resume(self) -> dict | None:
-        """Load the newest good checkpoint; with RESET_TRAINING keep only its replay memory. Returns its counters."""
-        if self.checkpoints is None or not self.checkpoints.steps():
+        """Load the newest good checkpoint (after removing unfinished saves) and return its counters. Only its replay
+        memory is kept when RESET_TRAINING says so or its train state no longer fits the config (`model_restarted`)."""
+        if self.checkpoints is None:
             return None
-        meta = self.checkpoints.read_meta(self.checkpoints.steps()[0])
-        for key, mine in (("spec", self.spec.to_dict()), ("arch", self.arch.to_dict()), ("memory_size", self.replay.capacity)):
-            if meta.get(key) != json.loads(json.dumps(mine)):
-                raise ConfigError(f"the checkpoints in {self.checkpoints.directory} were made with another {key} "
-                                  f"({meta.get(key)!r}, now {mine!r}): choose another RUN_NAME or delete that folder")
-        found = self.checkpoints.restore(self._arrays())
+        self.checkpoints.remove_unfinished()
+        published = self.counters.version = self.checkpoints.last_published()
+        if not self.checkpoints.steps():
+            return None
+        found = self.checkpoints.restore(self._restore_target)
         if found is None:
             log.warning("no readable checkpoint, starting from scratch")
             return None
-        _, arrays, meta = found
+        step, arrays, meta = found
         self.replay = jax.device_put(arrays["replay"], self.device)
         self.ingest.load_state(meta["ingest"])
         saved = Counters(**meta["counters"])
-        if self.schedule.reset:
-            self.counters = Counters(samples=saved.samples, saves=saved.saves)
-        else:
+        restored = asdict(saved)
+        self.model_restarted = self._model_change(meta, self.checkpoints.layout(step))
+        if self.model_restarted is None:
             self.state = jax.device_put(arrays["state"], self.device)
             self.counters = saved
+        else:
+            self.counters = Counters(samples=saved.samples, saves=saved.saves, version=saved.version)
+            if not self.schedule.reset:
+                log.warning("checkpoint %s: %s: restarting the model, keeping the replay memory",
+                            self.checkpoints.directory / str(step), self.model_restarted)
+        self.counters.version = max(self.counters.version, published)
         self._last_pull = self.counters.updates
-        return asdict(saved)
+        return restored
+
+    def _restore_target(self, meta: dict, layout: Any) -> dict:
+        """What to restore of a checkpoint with this `meta` and saved `layout`: its train state as saved when it will
+        not be resumed (then dropped), ours when it will; refused when it was made for another layout or memory."""
+        where = self.checkpoints.directory if self.checkpoints is not None else self.schedule.run_name
+        for key, mine in (("spec", self.spec.to_dict()), ("arch", self.arch.to_dict()), ("memory_size", self.replay.capacity)):
+            if meta.get(key) != json.loads(json.dumps(mine)):
+                raise ConfigError(f"the checkpoints in {where} were made with another {key} ({meta.get(key)!r}, now "
+                                  f"{mine!r}): choose another RUN_NAME or delete that folder")
+        state = self.state if self._model_change(meta, layout) is None else layout["state"]
+        return {"state": state, "replay": self.replay}
+
+    def _model_change(self, meta: dict, layout: Any) -> str | None:
+        """Why a checkpoint's model is not resumed (None: it is): RESET_TRAINING, or a train state another ALG shaped."""
+        if self.schedule.reset:
+            return "RESET_TRAINING is true"
+        if fits(layout["state"], self.state):
+            return None
+        saved, now = meta["config"].get("ALG", {}), json.loads(json.dumps(self.cfg.to_dict()["ALG"]))
+        changed = ", ".join(f"ALG.{k} {saved.get(k)!r} -> {v!r}" for k, v in now.items() if saved.get(k) != v)
+        return f"its train state does not fit this config ({changed or 'the train state layout changed'})"

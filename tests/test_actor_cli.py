@@ -130,7 +130,7 @@ def test_weights_the_learner_saves_are_what_tmrlx_test_runs(tmp_path: Path, monk
     arch = Arch.for_spec(spec, hidden=(16, 16))
     params = Actor(spec, arch).init(jax.random.key(3), dummy_inputs(spec))
     monkeypatch.setenv("TMRLX_DATA", str(tmp_path))
-    trainer = SimpleNamespace(spec=spec, arch=arch, counters=Counters(updates=1234))
+    trainer = SimpleNamespace(spec=spec, arch=arch, counters=Counters(version=1234))  # the version of the last weights published
     Trainer.save_weights(trainer, actor_weights(params), "myrun")
     proc = tmrlx(["test", "--episodes", "1", "--run-name", "myrun"], tmp_path)
     out, err = proc.communicate(timeout=120)

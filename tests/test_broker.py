@@ -16,7 +16,7 @@ from tmrlx.common.wire.protocol import MsgType, make, parse
 from tmrlx.learner.link import LearnerClient
 from zmq.utils.monitor import recv_monitor_message
 
-from tmrlx.testing import contract_weights, counting_actor, numbered_chunk, rows_of, running_broker, wait_for
+from tmrlx.testing import contract_weights, counting_actor, holding_actor, numbered_chunk, rows_of, running_broker, wait_for
 
 CFG = load_config(overrides={"ENV": {"RTGYM_INTERFACE": "SIMLIDAR"}, "BUFFER_SIZE": 1 << 20})
 SPEC = spec_from_config(CFG)
@@ -116,20 +116,40 @@ def test_other_observation_layout_is_refused():
         actor.close()
 
 
-def test_nb_workers_caps_actors_and_says_why():
+def test_nb_workers_caps_actors_and_the_one_turned_away_retries_until_a_slot_frees(caplog):
     with running_broker(CFG.replace({"NB_WORKERS": 2})) as (broker, cfg):
         first = [ActorClient(cfg, SPEC) for _ in range(2)]
         assert all(a.wait_connected(10) for a in first)
-        extra = ActorClient(cfg, SPEC)
-        assert not extra.wait_connected(10)
-        assert "NB_WORKERS=2 actors are already connected" in extra.error
+        extra = ActorClient(cfg, SPEC, backoff=(0.05, 0.2))
+        assert wait_for(lambda: extra.stats()["reconnects"] >= 2)  # turned away, and trying again
+        assert not extra.connected and extra.error is None
+        assert any("NB_WORKERS=2 actors are already connected" in r.getMessage() and "trying again" in r.getMessage()
+                   for r in caplog.records if r.name == "tmrlx.actor")
         learner = LearnerClient(cfg, SPEC)  # the cap is on actors only
         assert learner.wait_connected(10)
-        first[0].close()  # a slot frees when an actor leaves
-        late = ActorClient(cfg, SPEC)
-        assert late.wait_connected(10) and broker.stats()["actors"] == 2
-        for c in (first[1], extra, learner, late):
+        first[0].close()  # a slot frees when an actor leaves: the one waiting takes it
+        assert extra.wait_connected(10) and broker.stats()["actors"] == 2
+        for c in (first[1], extra, learner):
             c.close()
+
+
+@pytest.mark.slow
+def test_a_killed_actor_restarted_at_once_gets_its_nb_workers_slot_back():
+    # a 30 s heartbeat: the dead actor would count for 90 s if the broker waited for it to go silent
+    with running_broker(CFG.replace({"NB_WORKERS": 1}), heartbeat_s=30.0) as (broker, cfg):
+        dead = mp.get_context("spawn").Process(target=holding_actor, args=(cfg.to_dict(), "dead-actor"))
+        dead.start()
+        try:
+            assert wait_for(lambda: broker.stats()["actors"] == 1, 30)
+        finally:
+            dead.kill()
+            dead.join()
+        restarted = ActorClient(cfg, SPEC, backoff=(0.05, 0.2))
+        try:
+            assert restarted.wait_connected(10), restarted.stats()
+            assert [p.session for p in broker.peers.values()] == [restarted.session]
+        finally:
+            restarted.close()
 
 
 def _raw(cfg):

@@ -34,7 +34,7 @@ def test_everyone_reconnects_after_a_broker_restart_and_queued_samples_arrive(tm
     cfg = load_config(overrides={"ENV": {"RTGYM_INTERFACE": "SIMLIDAR"}, "PORT": port})
     spec = spec_from_config(cfg)
     broker = start_broker(port, tmp_path)
-    actor = ActorClient(cfg, spec, backoff=(0.2, 1.0))
+    actor = ActorClient(cfg, spec, backoff=(0.2, 1.0), max_queue=8)
     learner = LearnerClient(cfg, spec, backoff=(0.2, 1.0))
     try:
         assert actor.wait_connected(20) and learner.wait_connected(20)
@@ -42,16 +42,16 @@ def test_everyone_reconnects_after_a_broker_restart_and_queued_samples_arrive(tm
         for i in range(5):
             actor.send_samples(numbered_chunk(spec, 10 * i, 10))
         assert collect_rows(learner, actor.session, 50) == list(range(50))
+        assert wait_for(lambda: actor.stats()["inflight"] == 0, 10)  # all acked: nothing of before is sent again
 
         broker.send_signal(signal.SIGKILL)
         broker.wait()
-        for i in range(5, 10):  # the real-time loop goes on: these wait in the actor's queue
-            actor.send_samples(numbered_chunk(spec, 10 * i, 10))
-        time.sleep(0.5)
-        assert actor.stats()["dropped"] == 0
+        for i in range(5, 25):  # the real-time loop goes on: 20 chunks for a queue of 8 (those sent into the dead
+            actor.send_samples(numbered_chunk(spec, 10 * i, 10))  # connection come back to it unacked)
         broker = start_broker(port, tmp_path)
 
-        assert collect_rows(learner, actor.session, 50) == list(range(50, 100))
+        assert collect_rows(learner, actor.session, 80) == list(range(170, 250))  # the newest 8 chunks
+        assert actor.stats()["dropped"] == 12  # the 12 oldest, each counted
         assert actor.connected and learner.connected
         assert actor.stats()["reconnects"] >= 1 and learner.stats()["reconnects"] >= 1
         learner.publish_weights(2, *contract_weights(spec, 0.0))  # weights flow again too

@@ -237,8 +237,8 @@ def test_the_learner_never_publishes_non_finite_weights(tmp_path, monkeypatch, c
     trainer.counters.updates = 200
     trainer.state = trainer.state.replace(actor=jax.tree.map(lambda p: p * np.nan, trainer.state.actor))
     trainer.publish()
-    assert source.published == [0]
-    assert any("non-finite" in r.getMessage() and "version 0" in r.getMessage() for r in caplog.records)
+    assert source.published == [1]
+    assert any("non-finite" in r.getMessage() and "version 1" in r.getMessage() for r in caplog.records)
 
 
 def test_refusals_print_peer_text_escaped():

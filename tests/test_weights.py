@@ -59,7 +59,7 @@ def test_weights_the_learner_saves_load_back_unchanged_through_the_actor_path(tm
     spec = spec_of("TM20FULL")
     arch = Arch.for_spec(spec, hidden=(32, 32))
     arrays = actor_weights(flax_params(spec, arch, seed=4))
-    trainer = SimpleNamespace(spec=spec, arch=arch, counters=Counters(updates=321))
+    trainer = SimpleNamespace(spec=spec, arch=arch, counters=Counters(version=321))
     saved = Trainer.save_weights(trainer, arrays, "run_321")
 
     path = contract.find("run", tmp_path / "weights", None)

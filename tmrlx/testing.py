@@ -93,3 +93,14 @@ def counting_actor(cfg_dict: dict, session: str, chunks: int, rows: int, timeout
             raise SystemExit(f"actor {session}: could not send everything: {client.stats()}")
     finally:
         client.close()
+
+
+def holding_actor(cfg_dict: dict, session: str, timeout: float = 30.0) -> None:
+    """Child process: connect and hold the connection until killed (a worker the test kills mid-run)."""
+    from tmrlx.actor.link import ActorClient
+
+    cfg = Config.from_dict(cfg_dict)
+    client = ActorClient(cfg, spec_from_config(cfg), session=session)
+    if not client.wait_connected(timeout):
+        raise SystemExit(f"actor {session}: not connected ({client.error})")
+    threading.Event().wait()

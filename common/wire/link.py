@@ -2,9 +2,10 @@
 
 A daemon thread owns the ZeroMQ socket and does the handshake, heartbeats, credit and reconnects;
 the caller's thread only touches bounded queues under a lock, so an actor's real-time loop never
-waits on the network. A fatal refusal (wrong PASSWORD, other layout, NB_WORKERS reached) sets
-`.error`, is logged once and stops the client. The config is resolved once into `LinkSettings`:
-nothing on the per-message path reads it.
+waits on the network. A fatal refusal (wrong PASSWORD, other layout) sets `.error`, is logged once
+and stops the client; a refusal for now (NB_WORKERS actors or a learner already connected) is logged
+and the client tries again with its reconnect backoff. The config is resolved once into
+`LinkSettings`: nothing on the per-message path reads it.
 """
 
 from __future__ import annotations
@@ -74,6 +75,7 @@ class Link:
         self._stop = threading.Event()
         self._ready = threading.Event()
         self._counts = {"reconnects": 0, "rejected": 0}
+        self._refusal = ""  # why the broker turned the last handshake away for now
         self._hs_failures = 0
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
@@ -121,9 +123,13 @@ class Link:
     # ---- link thread
     def _main(self) -> None:
         try:
-            while not self._stop.is_set() and self._connection() == "lost":
+            while not self._stop.is_set() and (outcome := self._connection()) in ("lost", "refused"):
                 self._counts["reconnects"] += 1
-                self._stop.wait(self._backoff.next())
+                delay = self._backoff.next()
+                if outcome == "refused":
+                    self.log.warning("the broker at %s turned this %s away for now: %s; trying again in %.1f s",
+                                     self.address, self.role, self._refusal, delay)
+                self._stop.wait(delay)
         except Exception as e:  # the thread must never die silently
             self._fail(f"link thread crashed: {type(e).__name__}: {e}")
             self.log.exception("link thread crashed")
@@ -148,7 +154,7 @@ class Link:
         return sock, monitor
 
     def _connection(self) -> str:
-        """Run one connection until it is lost ('lost'), refused ('fatal') or closed ('stop')."""
+        """Run one connection until it is lost ('lost'), refused for now ('refused') or for good ('fatal'), or closed ('stop')."""
         sock, monitor = self._open()
         poller = zmq.Poller()
         poller.register(sock, zmq.POLLIN)
@@ -250,6 +256,9 @@ class Link:
                 self._ready.clear()
                 self._on_disconnect()
                 self._counts["reconnects"] += 1
+            elif not self._hs.ready:  # the handshake was turned away for now (a slot is taken): back off and retry
+                self._refusal = header["reason"]
+                return "refused"
             else:
                 self._counts["rejected"] += 1
                 self.log.warning("the broker rejected a message: %s", header["reason"])
