@@ -21,11 +21,12 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+from tmrlx.common.chunks import MAX_ROWS, StreamCounter
 from tmrlx.common.config import load_config
 from tmrlx.common.kinds import spec_from_config
 from tmrlx.common.weights import Arch
 from tmrlx.learner.allocator import OPT_OUT, TUNABLES, reexec_with_tuned_malloc
-from tmrlx.learner.ingest import Ingest
+from tmrlx.learner.ingest import Ingest, concat_rows
 from tmrlx.learner.replay import init_replay, insert, sample
 from tmrlx.learner.update import SAC
 
@@ -75,8 +76,10 @@ def filled_replay(spec, rows: int, seed: int = 0):
                                 else rng.random((rows, *c.shape), dtype=np.float32)) for c in spec.components}
     arrays.update(action=rng.uniform(-1, 1, (rows, spec.act_dim)).astype(np.float32), reward=rng.random(rows, dtype=np.float32),
                   terminated=rng.random(rows) < 0.01, truncated=np.zeros(rows, bool), first=np.arange(rows) % 500 == 0)
-    meta = {"session": "bench", "seq": 0, "step0": 0, "policy_version": 0}
-    return insert(init_replay(spec, rows), Ingest(spec).rows_of(meta, arrays))
+    ingest, stream = Ingest(spec), StreamCounter("bench")
+    chunks = ({k: v[start:start + MAX_ROWS] for k, v in arrays.items()} for start in range(0, rows, MAX_ROWS))
+    parts = [ingest.rows_of(stream.stamp(len(c["reward"]), 0), c) for c in chunks]  # as chunks arrive: MAX_ROWS rows at most
+    return insert(init_replay(spec, rows), concat_rows(parts))
 
 
 def host_sample(host: dict, spec, rng, batch: int) -> tuple[dict, np.ndarray]:

@@ -42,3 +42,15 @@ def test_the_actor_bench_runs_without_torch_and_omits_tmrl():
     assert "torch is not installed" in r.stdout
     figures = json.loads(r.stdout.strip().splitlines()[-1])
     assert figures["mlp_p50_us"] > 0 and not any(k.startswith("tmrl_") for k in figures)
+
+
+def test_the_learner_bench_fills_its_replay_memory_through_legal_chunks():
+    from tmrlx.common.chunks import MAX_ROWS
+    from tmrlx.common.config import load_config
+    from tmrlx.common.kinds import spec_from_config
+    from tmrlx.learner.replay import size
+
+    from bench.learner import filled_replay
+
+    spec = spec_from_config(load_config(overrides={"ENV": {"RTGYM_INTERFACE": "TM20LIDAR"}}))
+    assert size(filled_replay(spec, 2 * MAX_ROWS + 5)) == 2 * MAX_ROWS + 5
