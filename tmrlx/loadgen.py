@@ -44,9 +44,9 @@ from tmrlx.common.chunks import ChunkSchema, StreamCounter
 from tmrlx.common.config import Config, load_config
 from tmrlx.common.kinds import spec_from_config
 from tmrlx.common.wire import frames as wire
-from tmrlx.common.wire import security
 from tmrlx.common.wire.codec import ProtocolError
 from tmrlx.common.wire.handshake import ClientHandshake
+from tmrlx.common.wire.link import LinkSettings
 from tmrlx.common.wire.protocol import MsgType, make, parse
 
 PERIOD_S = 0.5  # a chunk every CHUNK_SECONDS ...
@@ -75,8 +75,8 @@ class SimActor:
         self.swarm, self.index, self.session = swarm, index, session
         self.sock = swarm.ctx.socket(zmq.DEALER)
         self.sock.linger = 0
-        self.sock.maxmsgsize = swarm.max_bytes
-        self.sock.connect(swarm.address)
+        self.sock.maxmsgsize = swarm.settings.max_bytes
+        self.sock.connect(swarm.settings.address)
         self.fd: int = self.sock.getsockopt(zmq.FD)
         self.counter = StreamCounter(session)
         self.credit = 0
@@ -89,7 +89,7 @@ class SimActor:
         self.service()  # after any operation on a socket its FD may not wake us again for what is waiting: look now
 
     def hello(self) -> None:
-        self.hs = ClientHandshake(self.swarm.key, "actor", self.session, self.swarm.spec_hash)
+        self.hs = ClientHandshake(self.swarm.settings.auth_key, "actor", self.session, self.swarm.spec_hash)
         self.hs_started = time.monotonic()
         self.hs.hello_sent = self.send(self.hs.hello(-1))
 
@@ -125,7 +125,7 @@ class SimActor:
         """Handle what arrived (ZMQ_EVENTS says; the socket's FD only wakes the loop)."""
         for frames in itertools.islice(wire.waiting(self.sock), 64):
             try:
-                mtype, msg = parse(frames, self.swarm.max_bytes)
+                mtype, msg = parse(frames, self.swarm.settings.max_bytes)
             except ProtocolError as e:
                 self.swarm.bad += 1
                 self.failed = e.reason
@@ -195,10 +195,8 @@ class Swarm:
 
     def __post_init__(self) -> None:
         spec = spec_from_config(self.cfg)
-        self.key = security.auth_key(self.cfg.PASSWORD)
+        self.settings = LinkSettings.from_config(self.cfg, "actor")  # what a real actor's link resolves
         self.spec_hash = spec.hash()
-        self.address = f"tcp://127.0.0.1:{self.cfg.PORT}"
-        self.max_bytes = self.cfg.BUFFER_SIZE
         self.chunk = ChunkSchema.of(spec).empty(ROWS)
         self.chunk["obs.lidar"][:] = 1.0
         self.rng = np.random.default_rng(abs(hash(self.prefix)) % 2**32)
