@@ -1,12 +1,19 @@
-"""The actor's end of the wire: chunks go out on the broker's credit and stay ours until acknowledged.
+"""The actor's end of the wire: chunks go out on the broker's credit and stay ours until the learner has them.
 
 `send_samples` never blocks: it stamps the chunk's counters (`StreamCounter`), copies it into a
-message and queues it; when the queue is full the oldest chunk is dropped and counted. Chunks sent
-but not yet acknowledged are sent again after a reconnect (the broker drops duplicates by `seq`).
+message and queues it; when the queue is full the oldest unsent chunk is dropped and counted (the
+headers of chunks stamped after it carry the count, so the learner tells a drop from a loss). A
+sent chunk is held until the learner acknowledges it (relayed by the broker), at most `max_held`
+chunks and `max_held_bytes`; what is held goes back to the front of the queue (which keeps its
+bound) after a reconnect or when the broker says a learner connection that had them is gone, and is
+sent again (the learner drops duplicates by `step0`). A paced actor (a lockstep environment, which
+can wait) takes steps only on the step credit the learner allows (`acquire_steps`), so it never
+outruns the learner.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import deque
 from collections.abc import Mapping
@@ -22,6 +29,8 @@ from tmrlx.common.wire.liveness import Liveness
 from tmrlx.common.wire.protocol import MsgType, make
 
 MAX_SPARE = 32  # acked chunk bodies kept for reuse: about a credit window plus a queue's worth (8 missed ~40 %)
+MAX_HELD = 512  # chunks sent and not yet acknowledged by the learner, at most (then they wait in the queue)
+MAX_HELD_BYTES = 256 * 2**20
 
 
 class ActorClient(Link):
@@ -32,16 +41,21 @@ class ActorClient(Link):
     # need no wake-up each (a wake-up and a loop turn per chunk were ~20 us between the two threads)
 
     def __init__(self, cfg: Config, spec: ObsSpec, session: str | None = None, *, max_queue: int = 256,
-                 max_episodes: int = 1000, **kwargs: Any):
-        self._queue: deque[tuple[int, Frames, int]] = deque()
-        self._inflight: deque[tuple[int, Frames, int]] = deque()
+                 max_held: int = MAX_HELD, max_held_bytes: int = MAX_HELD_BYTES, max_episodes: int = 1000,
+                 paced: bool = False, **kwargs: Any):
+        self._queue: deque[tuple[int, Frames, int, int]] = deque()  # seq, frames, rows, bytes
+        self._held: deque[tuple[int, Frames, int, int]] = deque()  # sent, not yet acknowledged by the learner
+        self._held_bytes = 0
         self._spare: list[bytearray] = []  # bodies of acked chunks, reused by the next ones (see codec.encode)
         self._episodes: deque[Frames] = deque(maxlen=max_episodes)
-        self._max_queue = max_queue
+        self._max_queue, self._max_held, self._max_held_bytes = max_queue, max_held, max_held_bytes
+        self.paced = paced
         self._credit = 0
+        self._steps = 0  # paced: rows the learner allows us to produce now
+        self._steps_cond = threading.Condition()
         self._weights: tuple[int, dict[str, np.ndarray], dict] | None = None
         self._version = -1
-        self._sent = self._dropped = self._rows_sent = 0
+        self._sent = self._dropped = self._dropped_rows = self._rows_sent = self._acked = self._resent = 0
         super().__init__(cfg, spec, session, **kwargs)
         self._stream = StreamCounter(self.session)
 
@@ -51,24 +65,40 @@ class ActorClient(Link):
         and counted."""
         rows = len(next(iter(arrays.values()))) if arrays else 0
         with self._lock:
-            header = self._stream.stamp(rows, self._version if policy_version is None else policy_version)
+            version = self._version if policy_version is None else policy_version
+            header = self._stream.stamp(rows, version, self._dropped_rows)
             spare, self._spare = self._spare, []
         frames = make(MsgType.SAMPLES, header, arrays, spare)  # the body is a copy: the caller may reuse its arrays
         size = sum(memoryview(f).nbytes for f in frames)
         with self._lock:
             self._spare.extend(spare[:MAX_SPARE - len(self._spare)])
             if size > self.settings.max_bytes:
-                self._dropped += 1
+                self._drop(rows)
                 self.log.error("dropped a chunk of %d bytes: over BUFFER_SIZE=%d", size, self.settings.max_bytes)
                 return header
             idle = not self._queue  # the link thread drains a non-empty queue by itself (or on the next CREDIT)
-            self._queue.append((header["seq"], frames, rows))
-            if len(self._queue) > self._max_queue:
-                self._queue.popleft()
-                self._dropped += 1
+            self._queue.append((header["seq"], frames, rows, size))
+            self._trim()
         if idle:
             self._wake()
         return header
+
+    def acquire_steps(self, stop: threading.Event, poll_s: float = 0.1) -> int:
+        """Paced actors: wait until the learner allows more rows, and take them all (0 when stopped or refused)."""
+        with self._steps_cond:
+            while not self._steps and not stop.is_set() and not self.error and not self._stop.is_set():
+                self._steps_cond.wait(poll_s)
+            steps, self._steps = self._steps, 0
+        return steps
+
+    def _drop(self, rows: int) -> None:
+        self._dropped += 1
+        self._dropped_rows += rows
+
+    def _trim(self) -> None:
+        """Under the lock: drop the oldest queued chunks beyond `max_queue`."""
+        while len(self._queue) > self._max_queue:
+            self._drop(self._queue.popleft()[2])
 
     def send_episode(self, stats: Mapping[str, Any]) -> None:
         """Queue the statistics of a finished episode (a small msgpack-able dict) for the learner."""
@@ -83,12 +113,13 @@ class ActorClient(Link):
             weights, self._weights = self._weights, None
         return weights
 
-    def flush(self, timeout: float) -> bool:
-        """Wait until every queued chunk and episode was handed to the broker; False on timeout."""
+    def flush(self, timeout: float, acknowledged: bool = False) -> bool:
+        """Wait until every queued chunk and episode was handed to the broker (and, with `acknowledged`, every chunk
+        ingested by the learner); False on timeout."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with self._lock:
-                if not self._queue and not self._inflight and not self._episodes:
+                if not self._queue and not self._episodes and not (acknowledged and self._held):
                     return True
             time.sleep(0.01)
         return False
@@ -100,42 +131,69 @@ class ActorClient(Link):
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
-            return {**self._stats(), "queued": len(self._queue), "inflight": len(self._inflight), "dropped": self._dropped,
-                    "sent": self._sent, "rows_sent": self._rows_sent, "policy_version": self._version}
+            return {**self._stats(), "queued": len(self._queue), "held": len(self._held), "held_bytes": self._held_bytes,
+                    "dropped": self._dropped, "dropped_rows": self._dropped_rows, "sent": self._sent,
+                    "resent": self._resent, "acked": self._acked, "rows_sent": self._rows_sent,
+                    "policy_version": self._version}
 
     def _policy_version(self) -> int:
         return self._version
 
+    def _hello_extra(self) -> dict[str, Any]:
+        return {"paced": self.paced}
+
     def _on_welcome(self, sock: zmq.Socket, live: Liveness, header: dict) -> None:
         self._credit = header["credit"]
+        with self._steps_cond:
+            self._steps = 0  # step credit is the broker's to give: a restarted one starts from nothing
 
     def _on_disconnect(self) -> None:
-        with self._lock:  # the broker may not have them: send again (it drops duplicates by seq)
-            self._queue.extendleft(reversed(self._inflight))
-            self._inflight.clear()
-            while len(self._queue) > self._max_queue:
-                self._queue.popleft()
-                self._dropped += 1
+        self._send_again(2**62)
         self._credit = 0
+
+    def _send_again(self, upto: int) -> None:
+        """Held chunks up to seq `upto` go out again, before anything newer (the learner drops duplicates); the queue
+        keeps its bound, dropping the oldest."""
+        with self._lock:
+            again = [item for item in self._held if item[0] <= upto]
+            self._held = deque(item for item in self._held if item[0] > upto)
+            self._held_bytes = sum(item[3] for item in self._held)
+            self._resent += len(again)
+            self._queue.extendleft(reversed(again))
+            self._trim()
 
     def _on_message(self, mtype: MsgType, header: dict, arrays: dict) -> None:
         if mtype is MsgType.CREDIT:
             self._credit += header["n"]
             ack = header.get("ack")
-            with self._lock:
-                while self._inflight and isinstance(ack, int) and self._inflight[0][0] <= ack:
-                    body = self._inflight.popleft()[1][-1]  # the broker has it all: libzmq is done with it
-                    if len(self._spare) < MAX_SPARE and isinstance(body, bytearray):
-                        self._spare.append(body)
+            if ack is not None:
+                self._release(ack)
+            if "rewind" in header:
+                self._send_again(header["rewind"])
+            if header.get("steps"):
+                with self._steps_cond:
+                    self._steps += header["steps"]
+                    self._steps_cond.notify_all()
         elif mtype is MsgType.WEIGHTS:
             with self._lock:
                 self._version = header["version"]
                 self._weights = (header["version"], arrays, header["meta"])
 
+    def _release(self, ack: int) -> None:
+        """The learner has every chunk up to seq `ack`: they are no longer ours to keep."""
+        with self._lock:
+            while self._held and self._held[0][0] <= ack:
+                _, frames, _, size = self._held.popleft()
+                self._held_bytes -= size
+                self._acked += 1
+                body = frames[-1]  # libzmq is done with it: the broker answered after receiving it
+                if len(self._spare) < MAX_SPARE and isinstance(body, bytearray):
+                    self._spare.append(body)
+
     def _pump(self, sock: zmq.Socket, live: Liveness) -> None:
         while self._credit > 0:
             with self._lock:
-                if not self._queue:
+                if not self._queue or len(self._held) >= self._max_held or self._held_bytes >= self._max_held_bytes:
                     break
                 item = self._queue.popleft()
             if not self._send(sock, live, item[1]):
@@ -144,7 +202,8 @@ class ActorClient(Link):
                 break
             self._credit -= 1
             with self._lock:
-                self._inflight.append(item)
+                self._held.append(item)
+                self._held_bytes += item[3]
                 self._sent += 1
                 self._rows_sent += item[2]
         while True:

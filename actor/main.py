@@ -28,7 +28,7 @@ from typing import Any
 from tmrlx.common import paths
 from tmrlx.common.config import Config
 from tmrlx.common.errors import ConfigError
-from tmrlx.common.kinds import spec_from_config
+from tmrlx.common.kinds import kind_of, spec_from_config
 
 log = logging.getLogger("tmrlx.actor")
 FLUSH_S = 5.0  # at exit, how long to wait for queued samples to reach the broker
@@ -82,12 +82,14 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
         log.info("CUDA_INFERENCE is ignored: the NumPy policy runs on the CPU")
     session = secrets.token_hex(8)
     stop = threading.Event()
+    # a lockstep environment can wait: it steps on the learner's sample credit (MAX_TRAINING_STEPS_PER_ENVIRONMENT_STEP)
+    paced = mode != "test" and kind_of(cfg.ENV.RTGYM_INTERFACE).timing(cfg.ENV.RTGYM_CONFIG.interface_kwargs).lockstep
     with ExitStack() as stack:
         client = None
         if mode != "test" or policy is None:
             from tmrlx.actor.link import ActorClient
 
-            client = ActorClient(cfg, spec, session=session)
+            client = ActorClient(cfg, spec, session=session, paced=paced)
             stack.callback(client.close)
             stack.callback(_flush, client, mode)
         env = make_env(cfg, stop)  # a wait for the game's data inside the env ends when `stop` is set
@@ -95,7 +97,7 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
         stack.enter_context(_stop_on_signals(stop))
         rollout = Rollout(env, spec, client, mode=mode, policy=policy, max_steps=cfg.RW_MAX_SAMPLES_PER_EPISODE,
                           time_step=cfg.ENV.RTGYM_CONFIG.time_step_duration, seed=args.seed, session=session,
-                          policy_threads=args.policy_threads,
+                          policy_threads=args.policy_threads, paced=paced,
                           deterministic=True if mode == "test" else args.deterministic)
         if policy is None and mode == "test":
             log.info("no weights file: waiting for the learner's weights from the broker")
@@ -115,9 +117,11 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def _flush(client: Any, mode: str, timeout: float = FLUSH_S) -> None:
-    """Give the last chunks and episode statistics a moment to leave before closing the link."""
-    if not client.flush(timeout):
-        log.warning("closing with undelivered samples (%s)", client.stats())
+    """Give the last chunks a moment to reach the learner (and the episode statistics the broker) before closing."""
+    if not client.flush(timeout, acknowledged=True):
+        stats = client.stats()
+        log.warning("closing with %d chunks the learner has not acknowledged (lost with this process; %d rows dropped "
+                    "before sending)", stats["queued"] + stats["held"], stats["dropped_rows"])
 
 
 @contextmanager

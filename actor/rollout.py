@@ -5,7 +5,8 @@ link's background thread sends, with a bounded queue), new weights are turned in
 `Policy` on a helper thread and swapped in between two steps, and a chunk of rows is handed
 over every `CHUNK_SECONDS` (10 steps at TMRL's 20 Hz; 0.5 s keeps the learner fed without
 per-step messages) or `CHUNK_MAX_ROWS` rows (a lockstep simulator runs faster than real time),
-and at every episode end.
+and at every episode end. A paced loop (a lockstep environment, which can wait) takes each step on
+the learner's sample credit (`acquire_steps`), sending its partial chunk before it waits.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ class ActorLink(Protocol):
     def send_episode(self, stats: dict) -> None: ...
 
     def latest_weights(self) -> tuple[int, dict[str, np.ndarray], dict] | None: ...
+
+    def acquire_steps(self, stop: threading.Event) -> int: ...
 
 
 class ChunkWriter:
@@ -144,7 +147,8 @@ class Rollout:
     def __init__(self, env: Any, spec: ObsSpec, client: ActorLink | None, *, mode: str = "actor",
                  policy: Policy | None = None, max_steps: int = 1000, time_step: float = 0.05,
                  deterministic: bool | None = None, seed: int | None = None, session: str | None = None,
-                 chunk_seconds: float = CHUNK_SECONDS, chunk_rows: int = CHUNK_MAX_ROWS, policy_threads: int | None = None):
+                 chunk_seconds: float = CHUNK_SECONDS, chunk_rows: int = CHUNK_MAX_ROWS, policy_threads: int | None = None,
+                 paced: bool = False):
         if mode not in ("actor", "expert", "test"):
             raise ValueError(f"mode is {mode!r}: expected 'actor', 'expert' or 'test'")
         if mode == "expert" and policy is None:
@@ -154,6 +158,8 @@ class Rollout:
         self.max_steps, self.time_step = int(max_steps), float(time_step)
         self.deterministic = (mode == "test") if deterministic is None else deterministic
         self.sender = client if mode != "test" else None  # where samples and episode statistics go
+        self.paced = paced and self.sender is not None
+        self._budget = 0  # steps the learner allowed and this loop has not taken yet
         self.rng = np.random.default_rng(seed)
         self.noise = NoiseBlock(self.rng, spec.act_dim)
         self.seed = seed
@@ -182,6 +188,8 @@ class Rollout:
         try:
             while (episodes is None or len(results) < episodes) and not stop.is_set():
                 stats = self.episode(stop)
+                if stats is None and self.paced and not stop.is_set():
+                    break  # no step credit will come: the link was refused for good or closed
                 if stats is not None:
                     results.append(stats)
                     if on_episode is not None:
@@ -204,6 +212,9 @@ class Rollout:
         """One episode; its statistics (None when `stop` cut it short)."""
         clock = time.perf_counter
         seed = None if self.seed is None or self.episodes else self.seed
+        stop = stop or threading.Event()
+        if not self._take_step(stop):
+            return None
         try:
             obs, info = self.env.reset(seed=seed)
         except Stopped:  # stopped while the env waited for the game
@@ -213,7 +224,7 @@ class Rollout:
         terminated = truncated = False
         last = clock()
         while not (terminated or truncated):
-            if stop is not None and stop.is_set():
+            if stop.is_set() or not self._take_step(stop):
                 return None
             self._swap_weights()
             t0 = clock()
@@ -232,6 +243,18 @@ class Rollout:
         if self.sender is not None:
             self.sender.send_episode(stats)
         return stats
+
+    def _take_step(self, stop: threading.Event) -> bool:
+        """Paced: one step of the learner's credit, waiting for more when none is left; False when stopped."""
+        if not self.paced or self.sender is None:
+            return True
+        if self._budget == 0:
+            self._flush()  # the learner may be waiting for exactly these rows
+            self._budget = self.sender.acquire_steps(stop)
+            if self._budget == 0:
+                return False
+        self._budget -= 1
+        return True
 
     def _act(self, obs: Any) -> np.ndarray:
         if self.policy is None:

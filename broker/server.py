@@ -1,10 +1,13 @@
 """The broker (TMRL's `Server`): one ROUTER socket routes samples actor -> learner and weights back.
 
-Samples wait in a FIFO bounded by BUFFERS_MAXLEN rows (oldest dropped, counted) and go to the
-learner as it grants credit; actors get credit back in batches of a quarter window (or within
-heartbeat/4 when fewer are owed), acked by sequence number so a resent chunk is recognised. The
-latest weights sit in one slot and reach every actor on connect and on change. Every send is
-non-blocking: a slow or dead peer never stalls the loop.
+Samples wait in a FIFO and go to the learner as it grants credit. Actors get their chunk credit back
+in batches of a quarter window (or within heartbeat/4 when fewer are owed) while the FIFO holds fewer
+than BUFFERS_MAXLEN rows, so it holds at most that plus one window per actor and never drops: an
+actor keeps every chunk until the learner acknowledges it (relayed here by session) and sends again
+what was not acknowledged when a learner (re)connects. Paced actors (lockstep environments) also get
+step credit, from the rows the learner allows (docs/protocol.md, "Flow control"). The latest weights
+sit in one slot and reach every actor on connect and on change. Every send is non-blocking: a slow
+or dead peer never stalls the loop.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ log = logging.getLogger("tmrlx.broker")
 Frames = list[Any]
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 MAX_PENDING = 1024
-MAX_SESSIONS = 4096
+MAX_GRANT = 256  # rows of step credit a paced actor holds at most (one full chunk)
 
 
 @dataclass(frozen=True)
@@ -85,9 +88,16 @@ class Peer:
     address: str
     live: Liveness
     policy_version: int = -1  # actor: the weights version it holds
-    credit: int = 0  # learner: chunks it can still take
-    owed: int = 0  # actor: chunks handled since its last CREDIT
-    ack: int = -1  # actor: highest chunk seq handled
+    credit: int = 0  # learner: chunks it can still take; actor: chunks it may still send
+    owed: int = 0  # actor: chunks received since its last CREDIT
+    acked: int = -1  # actor: highest seq of its chunks the learner ingested
+    ack_sent: int = -1  # actor: the highest `acked` told to it
+    paced: bool = False  # actor: waits for step credit
+    steps: int = 0  # paced actor: rows granted and not yet received
+    steps_due: int = 0  # paced actor: rows granted and not yet told
+    forwarded: int = -1  # actor: highest seq of its chunks sent on to a learner
+    rewind: int = -1  # actor: to be told to send its unacknowledged chunks up to this seq again (-1: nothing)
+    rows: int = 0  # actor: rows received over this connection
     info: dict = field(default_factory=dict)
 
 
@@ -122,14 +132,17 @@ class Broker:
         self.peers: dict[bytes, Peer] = {}
         self._pending: OrderedDict[bytes, ServerHandshake] = OrderedDict()
         self._learner: bytes | None = None
-        self._buffer: deque[tuple[int, Frames, int]] = deque()  # rows, frames, bytes
+        self._buffer: deque[tuple[int, Frames, int, str, int]] = deque()  # rows, frames, bytes, session, seq
         self._buffered = 0
         self._weights: tuple[int, Frames] | None = None
         self._episodes: deque[Frames] = deque(maxlen=1000)
-        self._seen: OrderedDict[str, int] = OrderedDict()
         self._checked: dict[bytes, int] = {}  # chunk declarations -> rows, for those that passed the check
+        self._sessions: dict[str, bytes] = {}  # actor session -> its connection, to relay the learner's acks
+        self._due: set[bytes] = set()  # actors with credit, acks, steps or a rewind to be told
+        self._paced: set[bytes] = set()
+        self._allow = self._forwarded = self._granted = 0  # rows: the learner allows, got, paced actors may still make
         self.counts = dict.fromkeys(("samples_in", "bytes_in", "samples_out", "bytes_out", "chunks_in", "chunks_out",
-                                     "dropped", "duplicates", "rejected", "refused"), 0)
+                                     "rejected", "refused"), 0)
         self._stop = threading.Event()
         self._serving = False
         self._warned: dict[str, float] = {}
@@ -157,6 +170,7 @@ class Broker:
     def stats(self) -> dict[str, Any]:
         """Counters plus connected actors, learner presence, buffered rows and the weights version."""
         return {**self.counts, "actors": self._actors(), "learner": self._learner is not None, "buffered": self._buffered,
+                "paced": len(self._paced), "steps_granted": self._granted,
                 "weights_version": self._weights[0] if self._weights else None}
 
     def serve_forever(self, stop_event: threading.Event | None = None, on_status: Any = None,
@@ -228,7 +242,9 @@ class Broker:
         elif mtype is MsgType.EPISODE and peer.role == "actor":
             self._episode(ident, peer, msg)
         elif mtype is MsgType.CREDIT and peer.role == "learner":
-            peer.credit += max(0, msg.header["n"])
+            peer.credit += msg.header["n"]
+        elif mtype is MsgType.ACK and peer.role == "learner":
+            self._ack(msg.header)
         elif mtype is MsgType.WEIGHTS and peer.role == "learner":
             self._store_weights(ident, peer, msg)
         elif mtype is MsgType.BYE:
@@ -278,15 +294,29 @@ class Broker:
         if hs.role == "actor" and not self._actor_slot_free():
             cap = self.settings.max_actors
             return self._refuse(ident, hs.address, hd, f"NB_WORKERS={cap} actors are already connected", fatal=False)
-        peer = Peer(hs.role, hs.session, hs.address, Liveness(self._hb, MISSES, self._clock), hs.policy_version)
-        self.peers[ident] = peer
-        if hs.role == "learner":
-            self._learner = ident
         credit = self._window if hs.role == "actor" else 0
+        peer = Peer(hs.role, hs.session, hs.address, Liveness(self._hb, MISSES, self._clock), hs.policy_version,
+                    credit=credit, paced=hs.paced and hs.role == "actor")
+        self.peers[ident] = peer
         self._send(ident, hs.welcome(self.settings.auth_key, credit, self._hb))
-        log.info("%s %s connected from %s", hs.role, hs.session, hs.address)
-        if hs.role == "actor":
+        log.info("%s %s connected from %s%s", hs.role, hs.session, hs.address, " (paced)" if peer.paced else "")
+        if hs.role == "learner":
+            self._learner_joined(ident)
+        else:
+            self._sessions[hs.session] = ident
+            if peer.paced:
+                self._paced.add(ident)
+                self._grant()
             self._give_weights(ident, peer)
+
+    def _learner_joined(self, ident: bytes) -> None:
+        """A new learner connection has nothing yet: actors send again what went to an earlier one unacknowledged."""
+        self._learner = ident
+        self._allow = self._forwarded = 0
+        for i, p in self.peers.items():
+            if p.role == "actor" and p.forwarded > p.acked:
+                p.rewind = p.forwarded
+                self._due.add(i)
 
     def _actor_slot_free(self) -> bool:
         """Whether NB_WORKERS leaves room for one more actor.
@@ -309,14 +339,14 @@ class Broker:
 
     def _samples(self, ident: bytes, peer: Peer, msg: Decoded) -> None:
         h = msg.header
-        peer.owed += 1
-        peer.ack = max(peer.ack, h["seq"])
+        if peer.credit <= 0:
+            return self._reject(ident, peer, "SAMPLES without credit: wait for CREDIT")
+        peer.credit -= 1
+        peer.owed += 1  # given back even for a rejected chunk: the actor will not send that one again
+        self._due.add(ident)
         if h["session"] != peer.session:
             self.counts["rejected"] += 1
             self._warn("session", f"rejected a chunk of actor {peer.session} claiming session {h['session']!r}")
-            return
-        if h["seq"] <= self._seen.get(peer.session, -1):
-            self.counts["duplicates"] += 1
             return
         try:
             rows = self._checked.get(msg.decl) or self._check(msg)
@@ -325,19 +355,46 @@ class Broker:
             self._warn("chunk", f"rejected a chunk of actor {peer.session}: {e}")
             self._send(ident, error(str(e)))
             return
-        self._seen[peer.session] = h["seq"]
-        self._seen.move_to_end(peer.session)
-        while len(self._seen) > MAX_SESSIONS:
-            self._seen.popitem(last=False)
-        self._buffer.append((rows, msg.frames, msg.nbytes))
+        self._buffer.append((rows, msg.frames, msg.nbytes, peer.session, h["seq"]))
         self._buffered += rows
+        peer.rows += rows
+        if peer.steps:
+            used = min(rows, peer.steps)
+            peer.steps -= used
+            self._granted -= used
         self.counts["samples_in"] += rows
         self.counts["bytes_in"] += msg.nbytes
         self.counts["chunks_in"] += 1
-        while self._buffered > self.settings.max_buffered:
-            dropped = self._buffer.popleft()[0]
-            self._buffered -= dropped
-            self.counts["dropped"] += dropped
+
+    def _ack(self, h: dict) -> None:
+        """The learner ingested these chunks (per session, the highest seq) and allows this many rows in total."""
+        for session, seq in h["acks"].items():
+            ident = self._sessions.get(session)
+            peer = self.peers.get(ident) if ident is not None else None
+            if ident is not None and peer is not None and seq > peer.acked:
+                peer.acked = seq
+                self._due.add(ident)
+        if "allow" in h:
+            self._allow = h["allow"]
+            self._grant()
+
+    def _grant(self) -> None:
+        """Share the rows the learner allows, less those on their way (here, sent, or granted), among paced actors."""
+        if not self._paced:
+            return
+        free = self._allow - self._forwarded - self._buffered - self._granted
+        share = max(1, min(MAX_GRANT, (free + self._granted) // len(self._paced)))
+        for ident in sorted(self._paced, key=lambda i: self.peers[i].steps):
+            if free <= 0:
+                break
+            peer = self.peers[ident]
+            k = min(share - peer.steps, free)
+            if k > 0:
+                peer.steps += k
+                peer.steps_due += k
+                self._granted += k
+                free -= k
+                self._due.add(ident)
 
     def _check(self, msg: Decoded) -> int:
         """Rows of a chunk held to the spec; remembered per distinct declarations (a stream repeats them)."""
@@ -404,20 +461,43 @@ class Broker:
             peer.policy_version = self._weights[0]
 
     def _flush(self, batch: int | None = None) -> None:
-        """Forward what the learner has credit for; give actors credit back once `batch` chunks are owed."""
+        """Forward what the learner has credit for; tell actors what is due: credit once `batch` chunks are owed (and
+        the FIFO has room), acks with it or when `batch` is 1 (every heartbeat / 4), steps and rewinds at once."""
         batch = self._credit_batch if batch is None else batch
-        for ident, peer in list(self.peers.items()):
-            if peer.owed >= batch and self._send(ident, make(MsgType.CREDIT, {"n": peer.owed, "ack": peer.ack})):
-                peer.owed = 0
+        room = self._buffered < self.settings.max_buffered
+        for ident in list(self._due):
+            peer = self.peers.get(ident)
+            if peer is None:
+                self._due.discard(ident)
+                continue
+            h: dict[str, Any] = {"n": peer.owed if room and peer.owed >= batch else 0}
+            if peer.acked > peer.ack_sent and (h["n"] or batch == 1):
+                h["ack"] = peer.acked
+            if peer.steps_due:
+                h["steps"] = peer.steps_due
+            if peer.rewind >= 0:
+                h["rewind"] = peer.rewind
+            if (len(h) > 1 or h["n"]) and self._send(ident, make(MsgType.CREDIT, h)):
+                peer.owed -= h["n"]
+                peer.credit += h["n"]
+                peer.ack_sent = h.get("ack", peer.ack_sent)
+                peer.steps_due = 0
+                peer.rewind = -1
+            if not (peer.owed or peer.acked > peer.ack_sent or peer.steps_due or peer.rewind >= 0):
+                self._due.discard(ident)
         to = self._learner
         learner = self.peers.get(to) if to is not None else None
         while to is not None and learner is not None and learner.credit > 0 and self._buffer:
-            rows, frames, nbytes = self._buffer[0]
+            rows, frames, nbytes, session, seq = self._buffer[0]
             if not self._send(to, frames):
                 break
             self._buffer.popleft()
+            owner = self._sessions.get(session)
+            if owner is not None:
+                self.peers[owner].forwarded = seq
             self._buffered -= rows
             learner.credit -= 1
+            self._forwarded += rows
             self.counts["samples_out"] += rows
             self.counts["chunks_out"] += 1
             self.counts["bytes_out"] += nbytes
@@ -445,6 +525,14 @@ class Broker:
             return
         if ident == self._learner:
             self._learner = None
+            self._allow = self._forwarded = 0
+        elif self._sessions.get(peer.session) == ident:
+            del self._sessions[peer.session]
+        self._due.discard(ident)
+        if ident in self._paced:
+            self._paced.discard(ident)
+            self._granted -= peer.steps
+            self._grant()
         if why:
             log.info("%s %s %s", peer.role, peer.session, why)
 

@@ -16,7 +16,7 @@ def _si(x: float) -> str:
 
 
 class Status:
-    """`line()` -> 'actors 2 | learner yes | in 12.3k smp/s 1.2MB/s | out ... | drops 0 | rejected 0 | weights v7'."""
+    """`line()` -> 'actors 2 | learner yes | in 12.3k smp/s 1.2MB/s | out ... | buffered 0 | rejected 0 | weights v7'."""
 
     def __init__(self, stats: Callable[[], dict[str, Any]], clock: Clock):
         self._stats, self._clock = stats, clock
@@ -31,4 +31,4 @@ class Status:
         return (f"actors {s['actors']} | learner {'yes' if s['learner'] else 'no'} | "
                 f"in {_si(rate['samples_in'])} smp/s {_si(rate['bytes_in'])}B/s | "
                 f"out {_si(rate['samples_out'])} smp/s {_si(rate['bytes_out'])}B/s | buffered {s['buffered']} | "
-                f"dropped {s['dropped']} | rejected {s['rejected']} | refused {s['refused']} | weights {version}")
+                f"rejected {s['rejected']} | refused {s['refused']} | weights {version}")

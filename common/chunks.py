@@ -21,7 +21,9 @@ from tmrlx.common.specs import ObsSpec
 
 FLAGS = ("terminated", "truncated", "first")
 MAX_ROWS = 2048  # rows in one chunk at most (actors send <= 256): bounds the largest legal SAMPLES message
-META: dict[str, Field] = {"session": IDENT, "seq": COUNT, "step0": COUNT, "policy_version": VERSION}
+# dropped: rows of this stream its actor dropped before sending, so far (a gap in step0 they explain is no loss in transit)
+META: dict[str, Field] = {"session": IDENT, "seq": COUNT, "step0": COUNT, "policy_version": VERSION,
+                          "dropped": COUNT.optional()}
 Column = tuple[np.dtype, tuple[int, ...]]  # dtype, per-row shape
 
 
@@ -113,9 +115,10 @@ class StreamCounter:
         self.seq = 0
         self.rows = 0
 
-    def stamp(self, rows: int, policy_version: int) -> dict[str, Any]:
-        """The header of the next chunk of `rows` rows."""
-        meta = {"session": self.session, "seq": self.seq, "step0": self.rows, "policy_version": int(policy_version)}
+    def stamp(self, rows: int, policy_version: int, dropped: int = 0) -> dict[str, Any]:
+        """The header of the next chunk of `rows` rows; `dropped`: rows of this stream dropped so far."""
+        meta = {"session": self.session, "seq": self.seq, "step0": self.rows, "policy_version": int(policy_version),
+                "dropped": int(dropped)}
         self.seq += 1
         self.rows += rows
         return meta

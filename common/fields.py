@@ -61,6 +61,13 @@ COUNT = integer(0, 2**62)  # counters that only grow: sequence numbers, row indi
 VERSION = integer(-1, 2**62)  # a policy version; -1: none yet
 
 
+def seqs(max_entries: int) -> Field:
+    """A map of at most `max_entries` stream identifiers to counters (a learner's acknowledgements)."""
+    return Field(f"a map of at most {max_entries} identifiers to integers in [0, 2**62]",
+                 lambda v: isinstance(v, dict) and len(v) <= max_entries
+                 and all(IDENT.ok(k) and COUNT.ok(n) for k, n in v.items()))
+
+
 def problems(fields: Mapping[str, Field], values: Mapping[str, Any]) -> str | None:
     """The first way `values` breaks `fields` (a missing required key, an unknown key, a bad value), or None."""
     for key, field in fields.items():

@@ -50,7 +50,8 @@ class JsonlSink:
 class TerminalSink:
     """A tqdm bar per epoch, its postfix showing the `keys` of the latest record."""
 
-    def __init__(self, keys: Iterable[str] = ("return", "loss_critic", "loss_actor", "updates_per_s"), file=sys.stderr):
+    def __init__(self, keys: Iterable[str] = ("return", "loss_critic", "updates_per_s", "samples_per_s", "updates_per_sample"),
+                 file=sys.stderr):
         self.keys, self.file, self.bar = tuple(keys), file, None
 
     def start_epoch(self, epoch: int, rounds: int) -> None:

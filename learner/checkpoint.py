@@ -3,8 +3,9 @@
 Saves are atomic (orbax writes `<step>.orbax-checkpoint-tmp-*` and renames it when complete) and the
 last `KEEP` are kept, so a truncated or corrupt newest checkpoint (arrays or meta) is reported and the
 previous good one is used instead; the temporary folder of a save that was killed is removed at start.
-The last published weights version is kept beside them, written at every publication: versions
-published after the last save must not repeat after a kill either.
+The last published weights version and the rows ingested by then are kept beside them, written at
+every publication: versions published after the last save must not repeat after a kill, and what a
+kill lost (rows ingested after the last save) is reported on resume.
 """
 
 from __future__ import annotations
@@ -85,22 +86,25 @@ class Checkpoints:
             log.warning("removing %s: a checkpoint save that never completed (the learner was stopped while saving)", folder)
             shutil.rmtree(folder, ignore_errors=True)
 
-    def record_published(self, version: int) -> None:
-        """Remember the newest published weights version (atomically: a kill leaves the old or the new one)."""
+    def record_published(self, version: int, ingested: int) -> None:
+        """Remember the newest published weights version and the rows ingested then (atomically: a kill leaves the
+        old record or the new one)."""
         tmp = self.directory / f"{PUBLISHED}.tmp"
-        tmp.write_text(json.dumps({"version": version}))
+        tmp.write_text(json.dumps({"version": version, "ingested": ingested}))
         os.replace(tmp, self.directory / PUBLISHED)
 
-    def last_published(self) -> int:
-        """The newest weights version ever published for this run (0: none, or the record is unreadable)."""
+    def last_published(self) -> tuple[int, int]:
+        """The newest weights version ever published for this run and the rows ingested then ((0, 0): none, or the
+        record is unreadable)."""
         try:
-            return int(json.loads((self.directory / PUBLISHED).read_text())["version"])
+            record = json.loads((self.directory / PUBLISHED).read_text())
+            return int(record["version"]), int(record.get("ingested", 0))
         except FileNotFoundError:
-            return 0
-        except (OSError, ValueError, KeyError, TypeError) as e:
+            return 0, 0
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
             log.warning("%s is unreadable (%s): weights versions go on from the last checkpoint's",
                         self.directory / PUBLISHED, e)
-            return 0
+            return 0, 0
 
     def close(self) -> None:
         self.manager.close()

@@ -3,7 +3,8 @@
 Chunks of several actor sessions arrive interleaved. Per session we remember the absolute replay
 index of its last row and the actor's next expected row (`step0`), so a duplicated chunk is
 dropped (exactly-once) and a gap (a lost chunk, or a learner restart) starts a new chain instead of
-linking two rows that were never consecutive.
+linking two rows that were never consecutive. Gaps are counted: the rows an actor says it dropped
+(its queue was full) explain part of them; the rest were lost on the way (`accounts`).
 """
 
 from __future__ import annotations
@@ -24,15 +25,25 @@ class Ingest:
         self.schema = ChunkSchema.of(spec)
         self.stored = tuple(k for k in self.schema.replay_fields() if k not in ("first", "prev"))
         self.rows = 0  # absolute index of the next replay row
-        self.sessions: dict[str, list[int]] = {}  # session -> [next step0, absolute index of its last row]
+        # session -> [next step0, absolute index of its last row, rows its actor said it dropped so far]
+        self.sessions: dict[str, list[int]] = {}
+        self.counts = dict.fromkeys(("duplicate_rows", "gap_rows", "actor_dropped_rows"), 0)
 
     def state(self) -> dict:
         """JSON-able bookkeeping for checkpoints."""
-        return {"rows": self.rows, "sessions": self.sessions}
+        return {"rows": self.rows, "sessions": self.sessions, "counts": self.counts}
 
     def load_state(self, state: Mapping[str, Any]) -> None:
         self.rows = int(state["rows"])
-        self.sessions = {str(k): [int(a), int(b)] for k, (a, b) in state["sessions"].items()}
+        self.sessions = {str(k): [int(x) for x in (*v, 0)[:3]] for k, v in state["sessions"].items()}
+        self.counts.update({k: int(v) for k, v in state.get("counts", {}).items() if k in self.counts})
+
+    def accounts(self) -> dict[str, int]:
+        """Rows ingested, dropped as duplicates, dropped by actors (queue full), and lost on the way (a gap no actor
+        explains: e.g. rows a killed learner had ingested after its last checkpoint)."""
+        c = self.counts
+        return {"ingested_rows": self.rows, "duplicate_rows": c["duplicate_rows"],
+                "actor_dropped_rows": c["actor_dropped_rows"], "lost_rows": max(0, c["gap_rows"] - c["actor_dropped_rows"])}
 
     def rows_of(self, meta: Mapping[str, Any], arrays: Mapping[str, Any]) -> dict[str, np.ndarray]:
         """Replay rows of one chunk (possibly empty when it is a duplicate); advances the bookkeeping."""
@@ -40,10 +51,15 @@ class Ingest:
         session, step0 = str(meta["session"]), int(meta["step0"])
         known = self.sessions.get(session)
         skip = 0 if known is None else min(max(known[0] - step0, 0), t)
+        self.counts["duplicate_rows"] += skip
         first = np.asarray(arrays["first"], bool)[skip:].copy()
         n = t - skip
         if n == 0:
             return {}
+        dropped = int(meta.get("dropped", 0))
+        if known is not None:
+            self.counts["gap_rows"] += max(0, step0 - known[0])
+            self.counts["actor_dropped_rows"] += max(0, dropped - known[2])
         linked = known is not None and known[0] == step0 + skip
         if not linked:
             first[0] = True  # no known predecessor: start a new chain, drop this row's transition
@@ -53,7 +69,7 @@ class Ingest:
             prev[0] = known[1]
         out = {k: np.asarray(arrays[k])[skip:] for k in self.stored}
         out.update(first=first, prev=prev.astype(np.int32))
-        self.sessions[session] = [step0 + t, int(absolute[-1])]
+        self.sessions[session] = [step0 + t, int(absolute[-1]), max(dropped, known[2] if known else 0)]
         self.rows += n
         return out
 

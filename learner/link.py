@@ -1,11 +1,15 @@
 """The learner's end of the wire: chunks arrive in order into a local inbox, on credit the learner grants.
 
 The inbox holds at most `window` chunks: credit goes back as the trainer takes them, so a slow learner
-leaves the backlog with the broker. Only the newest unsent weights version ever travels.
+leaves the backlog with the broker. What the trainer took is acknowledged (ACK: per actor session,
+the highest seq) at its next poll, once those rows are in the replay memory; the ACK also carries how
+many rows this connection may receive in total (`allow`), from the trainer's `demand`: the broker
+turns it into step credit for paced actors. Only the newest unsent weights version ever travels.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import deque
 from collections.abc import Mapping
@@ -28,7 +32,8 @@ class LearnerClient(Link):
     gather_s = 0.001  # the Trainer pulls every UPDATE_BUFFER_INTERVAL updates: 1 ms more latency costs it nothing,
     # while a loop turn per chunk (poll, credit, weights, heartbeat) was ~15 us of this thread's per-chunk time
 
-    def __init__(self, cfg: Config, spec: ObsSpec, session: str | None = None, *, window: int = 64, **kwargs: Any):
+    def __init__(self, cfg: Config, spec: ObsSpec, session: str | None = None, *, window: int = 64,
+                 demand: float = math.inf, **kwargs: Any):
         self._inbox: deque[tuple[dict, dict[str, np.ndarray]]] = deque()
         self._episodes: deque[dict] = deque(maxlen=10000)
         self._cond = threading.Condition()
@@ -39,20 +44,42 @@ class LearnerClient(Link):
         self._weights: tuple[int, Frames] | None = None
         self._weights_sent = -1
         self._received = self._rows = 0
+        self._taken: dict[str, int] = {}  # session -> highest seq taken by the last poll (ingested by the next)
+        self._acks: dict[str, int] = {}  # session -> highest seq ingested, not yet told
+        self._want = _count(demand)  # rows the trainer wants beyond what it ingested (see `demand`)
+        self._conn_rows = 0  # rows received over this connection
+        self._unseen = 0  # rows received that the trainer's last `demand` did not count yet (in the inbox, or taken since)
+        self._taken_rows = 0  # rows taken since the last `demand`
+        self._allow_sent = -1
         super().__init__(cfg, spec, session, **kwargs)
 
     def poll_samples(self, max_chunks: int | None = None, timeout: float = 0.0) -> list[tuple[dict, dict[str, np.ndarray]]]:
         """(meta, arrays) chunks in arrival order, waiting up to `timeout` s for the first one. Arrays are read-only."""
         with self._cond:
+            for session, seq in self._taken.items():  # the caller ingested what the previous poll returned
+                self._acks[session] = max(seq, self._acks.get(session, -1))
+            self._taken = {}
             if not self._inbox and timeout > 0:
                 self._cond.wait_for(lambda: bool(self._inbox), timeout)
             n = len(self._inbox) if max_chunks is None else min(max_chunks, len(self._inbox))
             out = [self._inbox.popleft() for _ in range(n)]
-            due = self._owed < self._credit_batch <= self._owed + n
+            for meta, arrays in out:
+                self._taken[meta["session"]] = meta["seq"]
+                self._taken_rows += _rows(arrays)
+            due = self._owed < self._credit_batch <= self._owed + n or bool(self._acks)
             self._owed += n
         if due:
             self._wake()
         return out
+
+    def demand(self, rows: float) -> None:
+        """How many rows the trainer wants beyond those it ingested, counting every chunk polled so far as ingested
+        (its rate limiter); inf: no limit."""
+        with self._cond:
+            self._want = _count(rows)
+            self._unseen -= self._taken_rows
+            self._taken_rows = 0
+        self._wake()
 
     def poll_episodes(self) -> list[dict]:
         """Episode statistics forwarded from actors since the last call (each has its actor's `session`)."""
@@ -77,6 +104,7 @@ class LearnerClient(Link):
     def _on_welcome(self, sock: zmq.Socket, live: Liveness, header: dict) -> None:
         with self._cond:
             self._owed = 0
+            self._conn_rows, self._allow_sent = 0, -1
             credit = max(0, self._window - len(self._inbox))
         self._send(sock, live, make(MsgType.CREDIT, {"n": credit}))
         self._weights_sent = -1  # a restarted broker has no weights: give it ours again
@@ -87,7 +115,10 @@ class LearnerClient(Link):
                 self._arrived |= not self._inbox  # waiters wait for an empty inbox to fill; woken in _pump
                 self._inbox.append((header, arrays))
                 self._received += 1
-                self._rows += len(arrays["reward"]) if "reward" in arrays else 0
+                rows = _rows(arrays)
+                self._rows += rows
+                self._conn_rows += rows
+                self._unseen += rows
         elif mtype is MsgType.EPISODE:
             try:  # the broker checked them too: a bug, not a peer, would get here
                 stats = episodes.check(header["stats"])
@@ -105,10 +136,26 @@ class LearnerClient(Link):
                 self._cond.notify_all()
             owed = self._owed if self._owed >= self._credit_batch else 0
             self._owed -= owed
+            acks, self._acks = self._acks, {}
+            allow = min(self._conn_rows + max(0, self._want - self._unseen), 2**62)
         if owed and not self._send(sock, live, make(MsgType.CREDIT, {"n": owed})):
             with self._cond:
                 self._owed += owed
+        if (acks or allow != self._allow_sent) and self._send(sock, live, make(MsgType.ACK, {"acks": acks, "allow": allow})):
+            self._allow_sent = allow
+        elif acks:
+            with self._cond:
+                for session, seq in acks.items():
+                    self._acks[session] = max(seq, self._acks.get(session, -1))
         with self._lock:
             weights = self._weights
         if weights is not None and weights[0] != self._weights_sent and self._send(sock, live, weights[1]):
             self._weights_sent = weights[0]
+
+
+def _rows(arrays: Mapping[str, Any]) -> int:
+    return len(arrays["reward"]) if "reward" in arrays else 0
+
+
+def _count(rows: float) -> int:
+    return 2**62 if math.isinf(rows) else max(0, math.ceil(rows))

@@ -41,7 +41,7 @@ def _source(cfg: Config, spec, args: argparse.Namespace):
         return GymSource(gym_id(interface), spec, seed=getattr(args, "seed", 0), steps_per_poll=cfg.UPDATE_BUFFER_INTERVAL)
     from tmrlx.learner.link import LearnerClient
 
-    return LearnerClient(cfg, spec)
+    return LearnerClient(cfg, spec, demand=0)  # paced actors wait for the trainer's first `demand`
 
 
 def run(cfg: Config, args: argparse.Namespace) -> int:

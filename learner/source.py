@@ -25,6 +25,7 @@ class Source(Protocol):
 
     def poll_samples(self, max_chunks: int | None = None, timeout: float = 0.0) -> list[tuple[dict, dict]]: ...
     def poll_episodes(self) -> list[dict]: ...
+    def demand(self, rows: float) -> None: ...
     def publish_weights(self, version: int, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> None: ...
 
 
@@ -105,6 +106,9 @@ class GymSource:
     def poll_episodes(self) -> list[dict]:
         out, self.episodes = self.episodes, []
         return out
+
+    def demand(self, rows: float) -> None:
+        """Nothing to pace: this source steps only when polled."""
 
     def close(self) -> None:
         self.env.close()

@@ -26,6 +26,7 @@ from tmrlx.common.specs import ObsSpec
 from tmrlx.common.weights import Arch
 from tmrlx.learner.checkpoint import Checkpoints, fits
 from tmrlx.learner.ingest import Ingest, concat_rows
+from tmrlx.learner.limiter import RateLimiter
 from tmrlx.learner.publish import actor_weights
 from tmrlx.learner.replay import init_replay, insert, size
 from tmrlx.learner.source import Source
@@ -93,6 +94,8 @@ class Trainer:
         self.device = pick_device(cfg)
         g = cfg.ALG.REDQ_Q_UPDATES_PER_POLICY_UPDATE if cfg.ALG.ALGORITHM == "REDQSAC" else 1
         self.sac = SAC(cfg, spec, self.arch, units_per_call(self.schedule, self.arch, g, self.device))
+        s = self.schedule
+        self.limiter = RateLimiter.ahead(s.max_ratio, s.start_samples, max(s.buffer_interval, self.sac.updates_per_call))
         self.seed = seed
         self.state = self._fresh_state()
         self.replay = init_replay(spec, cfg.MEMORY_SIZE, self.device)
@@ -121,6 +124,7 @@ class Trainer:
         if n:
             self.replay = insert(self.replay, batch)
             self.counters.samples += n
+        self.source.demand(self.limiter.wanted(self.counters.updates, self.counters.samples))
         episodes = self.source.poll_episodes()
         if self.episode_log is not None:
             for ep in episodes:
@@ -144,7 +148,7 @@ class Trainer:
             return
         c.version += 1
         if self.checkpoints is not None:
-            self.checkpoints.record_published(c.version)
+            self.checkpoints.record_published(c.version, self.ingest.rows)
         self.source.publish_weights(c.version, arrays, weights.meta(self.spec, self.arch))
         c.publications += 1
         every = self.schedule.save_every
@@ -161,16 +165,13 @@ class Trainer:
     # ---- the schedule ----
     def ready(self) -> bool:
         """TMRL's ratio control: enough samples to start, and not too many updates per sample."""
-        c, s = self.counters, self.schedule
-        if c.samples < s.start_samples:
-            return False
-        return c.updates + self.sac.updates_per_call <= s.max_ratio * c.samples
+        return self.limiter.can_update(self.counters.updates, self.counters.samples, self.sac.updates_per_call)
 
     def run_round(self) -> bool:
         """Train one round (resuming a partial one); False when stopped before its end."""
         s, c = self.schedule, self.counters
         t0, idle = time.perf_counter(), 0.0
-        start_updates = c.round_updates
+        start_updates, start_samples = c.round_updates, c.samples
         while c.round_updates < s.steps_per_round:
             if self.stopping:
                 return False
@@ -191,16 +192,19 @@ class Trainer:
         self.pull()
         jax.block_until_ready(self.state)
         elapsed = time.perf_counter() - t0
-        self.metrics.write(self._round_record(c.round_updates - start_updates, elapsed, idle))
+        self.metrics.write(self._round_record(c.round_updates - start_updates, c.samples - start_samples, elapsed, idle))
         c.round += 1
         c.round_updates = 0
         return True
 
-    def _round_record(self, updates: int, elapsed: float, idle: float) -> dict:
+    def _round_record(self, updates: int, samples: int, elapsed: float, idle: float) -> dict:
+        """The round's figures: rates over the whole round (`busy_updates_per_s`: while not waiting for samples)."""
         c = self.counters
         rec = {"epoch": c.epoch, "round": c.round, "updates": c.updates, "samples": c.samples,
                "memory": size(self.replay), "memory_fill": size(self.replay) / self.replay.capacity,
-               "round_time": elapsed, "idle_time": idle, "updates_per_s": updates / max(elapsed - idle, 1e-9)}
+               "round_time": elapsed, "idle_time": idle, "updates_per_s": updates / max(elapsed, 1e-9),
+               "busy_updates_per_s": updates / max(elapsed - idle, 1e-9), "samples_per_s": samples / max(elapsed, 1e-9),
+               "updates_per_sample": updates / samples if samples else float("nan")}
         eps, self._episodes = self._episodes, []
         c.episodes += len(eps)
         rec["episodes"] = len(eps)
@@ -212,6 +216,7 @@ class Trainer:
             for k in infos[0]:
                 rec[k] = float(np.mean([i[k] for i in infos]))
             rec["entropy"] = -rec.pop("logp")
+        rec.update(self.ingest.accounts())
         return rec
 
     def run_epoch(self) -> bool:
@@ -261,7 +266,8 @@ class Trainer:
         if self.checkpoints is None:
             return None
         self.checkpoints.remove_unfinished()
-        published = self.counters.version = self.checkpoints.last_published()
+        published, ingested = self.checkpoints.last_published()
+        self.counters.version = published
         if not self.checkpoints.steps():
             return None
         found = self.checkpoints.restore(self._restore_target)
@@ -271,6 +277,11 @@ class Trainer:
         step, arrays, meta = found
         self.replay = jax.device_put(arrays["replay"], self.device)
         self.ingest.load_state(meta["ingest"])
+        if ingested > self.ingest.rows:
+            log.warning("the last run ingested %d rows after checkpoint %s and was stopped before saving again (killed?): "
+                        "those rows are lost (their actors had them acknowledged; any ingested after the last publication "
+                        "show as lost_rows in the metrics once their actors send again)",
+                        ingested - self.ingest.rows, self.checkpoints.directory / str(step))
         saved = Counters(**meta["counters"])
         restored = asdict(saved)
         self.model_restarted = self._model_change(meta, self.checkpoints.layout(step))

@@ -30,7 +30,7 @@ def _run_without_torch(module: str, *args: str) -> subprocess.CompletedProcess:
 
 def test_every_bench_module_imports_without_torch():
     block = textwrap.dedent(BLOCK_TORCH.split("sys.argv")[0])
-    code = block + "import bench.actor, bench.learner, bench.broker, bench.sim"
+    code = block + "import bench.actor, bench.learner, bench.broker, bench.sim, bench.ratio"
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
 

@@ -50,7 +50,7 @@ def test_actor_processes_and_learner_exchange_everything_exactly_once():
             assert seen == list(range(chunks * rows)), session  # complete, in order, no duplicates
         stats = broker.stats()
         assert stats["samples_in"] == stats["samples_out"] == n_actors * chunks * rows
-        assert stats["dropped"] == stats["rejected"] == stats["duplicates"] == 0
+        assert stats["rejected"] == 0
 
 
 def test_weights_reach_actors_on_connect_and_on_change_and_episodes_reach_the_learner():
@@ -80,16 +80,26 @@ def test_weights_reach_actors_on_connect_and_on_change_and_episodes_reach_the_le
         learner.close()
 
 
-def test_buffer_keeps_the_newest_rows_and_counts_drops():
-    with running_broker(CFG.replace({"BUFFERS_MAXLEN": 20})) as (broker, cfg):
-        actor = ActorClient(cfg, SPEC)
-        for i in range(10):
+def test_a_full_broker_withholds_credit_and_the_actor_drops_its_oldest_unsent_chunks_counted():
+    with running_broker(CFG.replace({"BUFFERS_MAXLEN": 15}), actor_window=3) as (broker, cfg):
+        actor = ActorClient(cfg, SPEC, max_queue=3)
+        assert actor.wait_connected(10)
+        for i in range(3):  # the window: 15 rows, the broker is full and gives no credit back
             actor.send_samples(numbered_chunk(SPEC, 5 * i, 5))
-        assert actor.flush(10) and wait_for(lambda: broker.stats()["samples_in"] == 50)
-        assert broker.stats()["dropped"] == 30 and broker.stats()["buffered"] == 20
+        assert wait_for(lambda: broker.stats()["buffered"] == 15 and actor.stats()["held"] == 3)
+        for i in range(3, 9):
+            actor.send_samples(numbered_chunk(SPEC, 5 * i, 5))
+        stats = actor.stats()  # nothing more left: the 3 oldest of these were dropped, the 3 newest wait
+        assert (stats["dropped"], stats["dropped_rows"], stats["queued"], stats["held"]) == (3, 15, 3, 3)
+        assert broker.stats()["buffered"] == 15
         learner = LearnerClient(cfg, SPEC)
-        got = collect(learner, 4)
-        assert rows_of(got)[actor.session] == list(range(30, 50))
+        got = collect(learner, 6)
+        assert rows_of(got)[actor.session] == list(range(15)) + list(range(30, 45))  # nothing lost but the drops
+        actor.send_samples(numbered_chunk(SPEC, 45, 5))  # a drop is told by the chunks stamped after it
+        got += collect(learner, 1)
+        assert [m["dropped"] for m, _ in got] == [0, 0, 0, 0, 5, 10, 15]  # why rows 15..29 are missing
+        learner.poll_samples()  # the previous poll's chunks are ingested: acknowledged end to end, the actor lets go
+        assert wait_for(lambda: actor.stats()["held"] == 0 and actor.stats()["acked"] == 7)
         actor.close()
         learner.close()
 

@@ -132,6 +132,30 @@ def test_episodes_are_truncated_at_the_sample_limit() -> None:
     assert not rows["terminated"].any()
 
 
+class PacedClient(FakeClient):
+    """Grants `grants` steps in turn; records how many rows had been sent each time the loop asked for more."""
+
+    def __init__(self, grants: list[int]):
+        super().__init__()
+        self.grants, self.rows_when_asked = list(grants), []
+
+    def acquire_steps(self, stop):
+        self.rows_when_asked.append(sum(len(a["reward"]) for _, a in self.chunks))
+        if not self.grants:
+            stop.set()
+            return 0
+        return self.grants.pop(0)
+
+
+def test_a_paced_loop_takes_exactly_the_steps_granted_and_sends_its_rows_before_waiting() -> None:
+    client = PacedClient([3, 4, 2])
+    env = CounterEnv(length=100)
+    stats = Rollout(env, SPEC, client, paced=True, chunk_seconds=60.0).run(episodes=5)
+    assert stats == []  # 9 rows: one reset and 8 steps, then no more credit: the episode never ended
+    assert len(env.actions) == 8 and len(all_rows(client.chunks)["reward"]) == 9
+    assert client.rows_when_asked == [0, 3, 7, 9]  # every granted row left before the loop waited for more
+
+
 def test_chunks_are_cut_by_time_and_by_size() -> None:
     writer = ChunkWriter(MLP_SPEC, max_rows=3)
     obs = (np.zeros((3, 2)), np.zeros(2), np.zeros(2))

@@ -64,7 +64,7 @@ def demo_config(args: argparse.Namespace) -> Config:
     return cfg
 
 
-def _spawn(name: str, role: list[str], cfg_file: Path, run_dir: Path) -> Child:
+def spawn(name: str, role: list[str], cfg_file: Path, run_dir: Path) -> Child:
     log_path = run_dir / f"{name}.log"
     log = open(log_path, "a")  # noqa: SIM115 (closed by _stop when the child is gone)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -74,7 +74,7 @@ def _spawn(name: str, role: list[str], cfg_file: Path, run_dir: Path) -> Child:
     return Child(name, proc, log_path, log)
 
 
-def _stop(children: list[Child], timeout: float = 60.0) -> None:
+def stop_children(children: list[Child], timeout: float = 60.0) -> None:
     """SIGINT actors first, then the learner (it checkpoints), then the broker; kill stragglers."""
     for group in (("actor",), ("learner",), ("broker",)):
         batch = [c for c in children if c.name.startswith(group) and c.proc.poll() is None]
@@ -121,8 +121,10 @@ class Progress:
         recent = self.episodes[-10:]
         ret = sum(e["return"] for e in recent) / len(recent) if recent else float("nan")
         prog = max((e.get("progress", 0.0) for e in recent), default=0.0)
+        ratio = m.get("updates_per_sample") or float("nan")
         return (f"{elapsed / 60:5.1f} min | env steps {steps:>7} ({rate:5.0f}/s) | updates {m.get('updates', 0):>6} "
-                f"({m.get('updates_per_s', 0):5.1f}/s) | episodes {len(self.episodes):>4} | return(10) {ret:6.1f} | "
+                f"({m.get('updates_per_s', 0):5.1f}/s, {ratio:4.2f}/step) | episodes {len(self.episodes):>4} | "
+                f"return(10) {ret:6.1f} | "
                 f"track {100 * prog:5.1f}% | finished {self.finishes()}/5")
 
 
@@ -155,10 +157,10 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
     cfg_file.write_text(cfg.to_json())
     load_config(cfg_file)  # what the children will read must validate
     print(f"tmrlx demo: run {cfg.RUN_NAME!r} on {cfg.ENV.RTGYM_INTERFACE}, logs in {run_dir}")
-    children = [_spawn("broker", ["broker"], cfg_file, run_dir)]
+    children = [spawn("broker", ["broker"], cfg_file, run_dir)]
     time.sleep(0.5)
-    children.append(_spawn("learner", ["learner"], cfg_file, run_dir))
-    children += [_spawn(f"actor{i}", ["actor"], cfg_file, run_dir) for i in range(args.actors)]
+    children.append(spawn("learner", ["learner"], cfg_file, run_dir))
+    children += [spawn(f"actor{i}", ["actor"], cfg_file, run_dir) for i in range(args.actors)]
     progress, start, status = Progress(run_dir), time.monotonic(), 0
     # The children run in sessions of their own (a terminal's Ctrl+C reaches only the demo, which stops
     # them in order): a SIGTERM to the demo must stop them the same way, not leave them orphaned.
@@ -188,6 +190,6 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
         print("\nstopping (SIGTERM): the learner saves a checkpoint; run the demo again to resume")
         status = 143
     finally:
-        _stop(children)
+        stop_children(children)
     _plot(cfg.RUN_NAME, run_dir)
     return status

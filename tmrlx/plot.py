@@ -12,7 +12,8 @@ from tmrlx.common.config import Config
 from tmrlx.common.metrics import read_jsonl
 
 logger = logging.getLogger("tmrlx")
-DEFAULT_KEYS = ("return", "episode_length", "loss_critic", "loss_actor", "q", "alpha", "entropy", "updates_per_s")
+DEFAULT_KEYS = ("return", "episode_length", "loss_critic", "loss_actor", "q", "alpha", "entropy", "updates_per_s",
+                "samples_per_s", "updates_per_sample")
 
 
 def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:

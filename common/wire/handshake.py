@@ -46,9 +46,9 @@ class ClientHandshake:
     def ready(self) -> bool:
         return self.state == "ready"
 
-    def hello(self, policy_version: int) -> Frames:
+    def hello(self, policy_version: int, paced: bool = False) -> Frames:
         return make(MsgType.HELLO, {"role": self.role, "session": self.session, "spec_hash": self.spec_hash,
-                                    "nonce": self.nonce, "policy_version": policy_version})
+                                    "nonce": self.nonce, "policy_version": policy_version, "paced": paced})
 
     def on_challenge(self, header: dict) -> Frames | None:
         """The AUTH to send, or None for a CHALLENGE that is not an answer to our current HELLO."""
@@ -78,11 +78,13 @@ class ServerHandshake:
     client_nonce: bytes
     policy_version: int
     started: float = field(default_factory=time.monotonic)
+    paced: bool = False
     server_nonce: bytes = field(default_factory=security.nonce)
 
     @classmethod
     def from_hello(cls, header: dict, address: str, now: float) -> ServerHandshake:
-        return cls(header["role"], header["session"], address, header["nonce"], header["policy_version"], now)
+        return cls(header["role"], header["session"], address, header["nonce"], header["policy_version"], now,
+                   paced=header.get("paced", False))
 
     def challenge(self) -> Frames:
         return make(MsgType.CHALLENGE, {"nonce": self.server_nonce, "echo": self.client_nonce})

@@ -167,7 +167,7 @@ class Link:
         try:
             while not self._stop.is_set():
                 if self._hs.state == "hello" and not self._hs.hello_sent:
-                    self._hs.hello_sent = self._send(sock, live, self._hs.hello(self._policy_version()))
+                    self._hs.hello_sent = self._send(sock, live, self._hs.hello(self._policy_version(), **self._hello_extra()))
                 ready = self._hs.ready
                 timeout = min(live.until_heartbeat(), 0.2 if ready else 0.05)
                 events = dict(poller.poll(math.ceil(timeout * 1000)))
@@ -284,6 +284,10 @@ class Link:
     # ---- hooks
     def _policy_version(self) -> int:
         return -1
+
+    def _hello_extra(self) -> dict[str, Any]:
+        """More HELLO fields of this role."""
+        return {}
 
     def _on_welcome(self, sock: zmq.Socket, live: Liveness, header: dict) -> None:
         """Right after the handshake."""

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 from tmrlx.common.chunks import META
-from tmrlx.common.fields import FLAG, IDENT, MAP, VERSION, Field, integer, number, problems, raw, text
+from tmrlx.common.fields import COUNT, FLAG, IDENT, MAP, VERSION, Field, integer, number, problems, raw, seqs, text
 from tmrlx.common.wire.codec import Decoded, ProtocolError, decode, encode
 
 
@@ -28,24 +28,32 @@ class MsgType(IntEnum):
     HEARTBEAT = 9  # both ways, when nothing else was sent for a while
     ERROR = 10  # a refusal or rejection, with the reason
     BYE = 11  # client -> broker: I am leaving
+    ACK = 12  # learner -> broker: chunks ingested (per actor session, the highest seq) and rows it allows in total
 
 
 NONCE, MAC = raw(16), raw(32)
 CREDIT = integer(0, 2**31)
 REASON = text(2000)
+MAX_ACKS = 8192  # sessions one ACK may name (the broker remembers at most 4096 actors)
 # Every header key of every message type, checked by `parse` on whichever end receives it (unknown keys too).
 SCHEMAS: dict[MsgType, dict[str, Field]] = {
-    MsgType.HELLO: {"role": IDENT, "session": IDENT, "spec_hash": IDENT, "nonce": NONCE, "policy_version": VERSION},
+    MsgType.HELLO: {"role": IDENT, "session": IDENT, "spec_hash": IDENT, "nonce": NONCE, "policy_version": VERSION,
+                    "paced": FLAG.optional()},  # paced: an actor whose environment waits for sample credit (lockstep)
     MsgType.CHALLENGE: {"nonce": NONCE, "echo": NONCE},  # echo: the HELLO's nonce, so a stale CHALLENGE is ignored
     MsgType.AUTH: {"mac": MAC},
     MsgType.WELCOME: {"mac": MAC, "credit": CREDIT, "heartbeat_s": number(0.001, 60.0).optional()},
     MsgType.SAMPLES: META,  # the chunk contract's header (tmrlx.common.chunks)
-    MsgType.CREDIT: {"n": CREDIT, "ack": VERSION.optional()},  # ack: the highest chunk seq the broker has
+    # n: more chunks the receiver may send; to an actor also ack (the highest seq of its chunks the learner ingested),
+    # steps (rows a paced actor may produce) and rewind (send your unacknowledged chunks up to this seq again: a learner
+    # connection that had them is gone)
+    MsgType.CREDIT: {"n": CREDIT, "ack": VERSION.optional(), "steps": CREDIT.optional(), "rewind": COUNT.optional()},
     MsgType.WEIGHTS: {"version": VERSION, "meta": MAP},  # meta: the weights contract's (checked by the broker)
     MsgType.EPISODE: {"stats": MAP, "session": IDENT.optional()},  # stats: the episode contract's (checked where used)
     MsgType.HEARTBEAT: {},
     MsgType.ERROR: {"reason": REASON, "fatal": FLAG, "retry": FLAG.optional()},
     MsgType.BYE: {},
+    # acks: session -> highest seq ingested; allow: the rows this learner connection may receive in total (rate limiter)
+    MsgType.ACK: {"acks": seqs(MAX_ACKS), "allow": COUNT.optional()},
 }
 
 

@@ -1,0 +1,70 @@
+"""Updates per sample with lockstep actors (`just bench ratio [--actors N] [--seconds S] [--ratio R]`).
+
+Runs the real roles as processes (broker, learner, N lockstep simulator actors; REDQ-SAC N10 M2 G20
+on SIMLIDAR by default) with `MAX_TRAINING_STEPS_PER_ENVIRONMENT_STEP` R, and measures the ratio the
+rate limiter achieves over the second half of the run: critic updates / samples between two round
+records (as tmrlx counts updates). The reference is R itself: the target is R +- 10 %. Ends with one
+JSON line: target_ratio, achieved_ratio, actors, samples_per_s, updates_per_s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import tempfile
+import time
+from pathlib import Path
+
+from tmrlx.common.config import load_config
+from tmrlx.common.metrics import read_jsonl
+
+from tmrlx.demo import spawn, stop_children
+from tmrlx.install import install
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--actors", type=int, default=2)
+    parser.add_argument("--seconds", type=float, default=150.0, help="wall time of the whole run")
+    parser.add_argument("--ratio", type=float, default=20.0, help="MAX_TRAINING_STEPS_PER_ENVIRONMENT_STEP")
+    parser.add_argument("--algorithm", default="REDQSAC", choices=("SAC", "REDQSAC"))
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="tmrlx-ratio-") as tmp:
+        os.environ["TMRLX_DATA"] = tmp  # the children inherit it: nothing of this run lands in the user's data
+        install(quiet=True)
+        run_name = f"ratio-{secrets.token_hex(3)}"
+        cfg = load_config(Path(tmp) / "resources" / "config_demo.json", overrides={
+            "RUN_NAME": run_name, "PASSWORD": secrets.token_urlsafe(16), "MAX_EPOCHS": 10_000,
+            "MAX_TRAINING_STEPS_PER_ENVIRONMENT_STEP": args.ratio, "ENVIRONMENT_STEPS_BEFORE_TRAINING": 256,
+            "ROUNDS_PER_EPOCH": 10, "TRAINING_STEPS_PER_ROUND": 400, "UPDATE_BUFFER_INTERVAL": 20,
+            "UPDATE_MODEL_INTERVAL": 200, "ALG": {"ALGORITHM": args.algorithm}})
+        run_dir = Path(tmp) / "logs" / run_name
+        run_dir.mkdir(parents=True, exist_ok=True)
+        cfg_file = run_dir / "config.json"
+        cfg_file.write_text(cfg.to_json())
+        children = [spawn("broker", ["broker"], cfg_file, run_dir)]
+        children.append(spawn("learner", ["learner"], cfg_file, run_dir))
+        children += [spawn(f"actor{i}", ["actor"], cfg_file, run_dir) for i in range(args.actors)]
+        try:
+            deadline = time.monotonic() + args.seconds
+            while time.monotonic() < deadline and all(c.proc.poll() is None for c in children):
+                time.sleep(1.0)
+        finally:
+            stop_children(children)
+        dead = [c.name for c in children if c.proc.returncode not in (0, -2, 130)]
+        rounds = [r for r in read_jsonl(run_dir / "metrics.jsonl") if r.get("updates")]
+    if len(rounds) < 4:
+        raise SystemExit(f"only {len(rounds)} training rounds in {args.seconds:g} s (children failed: {dead}): "
+                         "give it more --seconds")
+    first, last = rounds[len(rounds) // 2], rounds[-1]
+    du, ds, dt = last["updates"] - first["updates"], last["samples"] - first["samples"], last["t"] - first["t"]
+    print(f"{len(rounds)} rounds; second half: {du} updates, {ds} samples in {dt:.1f} s")
+    print(json.dumps({"target_ratio": args.ratio, "achieved_ratio": round(du / ds, 3) if ds else None,
+                      "actors": args.actors, "algorithm": args.algorithm, "samples_per_s": round(ds / dt, 1),
+                      "updates_per_s": round(du / dt, 1), "rounds_measured": len(rounds) - len(rounds) // 2}))
+
+
+if __name__ == "__main__":
+    main()
