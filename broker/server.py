@@ -33,7 +33,7 @@ from tmrlx.common.wire import security
 from tmrlx.common.wire.codec import ALIGN, MAX_ARRAYS, MAX_HEADER_BYTES, MAX_LAYOUTS, PREFIX, Decoded, ProtocolError
 from tmrlx.common.wire.handshake import ROLES, ServerHandshake
 from tmrlx.common.wire.liveness import HEARTBEAT_S, MISSES, Clock, Liveness
-from tmrlx.common.wire.protocol import MsgType, error, make, parse
+from tmrlx.common.wire.protocol import MAX_LISTED, PROBLEM_TEXT, MsgType, error, make, parse
 from zmq.utils.monitor import recv_monitor_message
 
 log = logging.getLogger("tmrlx.broker")
@@ -89,6 +89,8 @@ class Peer:
     owed: int = 0  # actor: chunks handled since its last CREDIT
     ack: int = -1  # actor: highest chunk seq handled
     info: dict = field(default_factory=dict)
+    since: float = 0.0  # when it connected (the broker's clock)
+    rows: int = 0  # actor: samples received from it
 
 
 class Broker:
@@ -133,6 +135,7 @@ class Broker:
         self._stop = threading.Event()
         self._serving = False
         self._warned: dict[str, float] = {}
+        self._problems: dict[str, tuple[float, str]] = {}  # kind -> (when, what) of the latest refusal or rejection
         if settings.curve is None and host not in LOOPBACK:
             log.warning("TLS is false on %s:%d: samples and weights travel in clear, and anyone who reaches the port can make "
                         "the broker buffer up to %.1f MiB per connection before the password is checked. TLS is the "
@@ -158,6 +161,20 @@ class Broker:
         """Counters plus connected actors, learner presence, buffered rows and the weights version."""
         return {**self.counts, "actors": self._actors(), "learner": self._learner is not None, "buffered": self._buffered,
                 "weights_version": self._weights[0] if self._weights else None}
+
+    def state(self) -> dict[str, Any]:
+        """What `tmrlx status` shows (a STATE header): the counters, the learner and the first actors (MAX_LISTED in all),
+        and the latest refusal or rejection of each kind with its reason."""
+        now = self._clock()
+        learner = [self.peers[self._learner]] if self._learner is not None else []
+        actors = (p for p in self.peers.values() if p.role == "actor")
+        peers = [{"role": p.role, "session": p.session, "address": str(p.address)[:64], "samples": p.rows,
+                  "connected_s": max(0.0, now - p.since), "seen_s": max(0.0, now - p.live.last_recv),
+                  "policy_version": p.policy_version} for p in itertools.islice(itertools.chain(learner, actors), MAX_LISTED)]
+        problems = [{"kind": kind, "ago_s": max(0.0, now - t), "reason": "".join(c if c.isprintable() else "?" for c in what)}
+                    for kind, (t, what) in self._problems.items()]
+        return {"counts": {k: v for k, v in self.stats().items() if type(v) is int},
+                "weights_version": self._weights[0] if self._weights else -1, "peers": peers, "problems": problems}
 
     def serve_forever(self, stop_event: threading.Event | None = None, on_status: Any = None,
                       status_every: float = 1.0) -> None:
@@ -231,6 +248,8 @@ class Broker:
             peer.credit += max(0, msg.header["n"])
         elif mtype is MsgType.WEIGHTS and peer.role == "learner":
             self._store_weights(ident, peer, msg)
+        elif mtype is MsgType.STATUS and peer.role == "status":
+            self._send(ident, make(MsgType.STATE, self.state()))
         elif mtype is MsgType.BYE:
             self._forget(ident, "left")
         elif mtype is not MsgType.HEARTBEAT:
@@ -278,7 +297,8 @@ class Broker:
         if hs.role == "actor" and not self._actor_slot_free():
             cap = self.settings.max_actors
             return self._refuse(ident, hs.address, hd, f"NB_WORKERS={cap} actors are already connected", fatal=False)
-        peer = Peer(hs.role, hs.session, hs.address, Liveness(self._hb, MISSES, self._clock), hs.policy_version)
+        peer = Peer(hs.role, hs.session, hs.address, Liveness(self._hb, MISSES, self._clock), hs.policy_version,
+                    since=self._clock())
         self.peers[ident] = peer
         if hs.role == "learner":
             self._learner = ident
@@ -331,6 +351,7 @@ class Broker:
             self._seen.popitem(last=False)
         self._buffer.append((rows, msg.frames, msg.nbytes))
         self._buffered += rows
+        peer.rows += rows
         self.counts["samples_in"] += rows
         self.counts["bytes_in"] += msg.nbytes
         self.counts["chunks_in"] += 1
@@ -451,6 +472,7 @@ class Broker:
     def _warn(self, key: str, message: str, every: float = 5.0) -> None:
         """Log a warning, at most once per `every` seconds per kind (a flood must not flood the terminal)."""
         now = self._clock()
+        self._problems[key] = (now, message[:PROBLEM_TEXT])
         if now - self._warned.get(key, -every) >= every:
             self._warned[key] = now
             log.warning("%s", message)
