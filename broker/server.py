@@ -36,7 +36,7 @@ from tmrlx.common.wire import security
 from tmrlx.common.wire.codec import ALIGN, MAX_ARRAYS, MAX_HEADER_BYTES, MAX_LAYOUTS, PREFIX, Decoded, ProtocolError
 from tmrlx.common.wire.handshake import ROLES, ServerHandshake
 from tmrlx.common.wire.liveness import HEARTBEAT_S, MISSES, Clock, Liveness
-from tmrlx.common.wire.protocol import MsgType, error, make, parse
+from tmrlx.common.wire.protocol import MAX_LISTED, PROBLEM_TEXT, MsgType, error, make, parse
 from zmq.utils.monitor import recv_monitor_message
 
 log = logging.getLogger("tmrlx.broker")
@@ -99,6 +99,7 @@ class Peer:
     rewind: int = -1  # actor: to be told to send its unacknowledged chunks up to this seq again (-1: nothing)
     rows: int = 0  # actor: rows received over this connection
     info: dict = field(default_factory=dict)
+    since: float = 0.0  # when it connected (the broker's clock)
 
 
 class Broker:
@@ -146,6 +147,7 @@ class Broker:
         self._stop = threading.Event()
         self._serving = False
         self._warned: dict[str, float] = {}
+        self._problems: dict[str, tuple[float, str]] = {}  # kind -> (when, what) of the latest refusal or rejection
         if settings.curve is None and host not in LOOPBACK:
             log.warning("TLS is false on %s:%d: samples and weights travel in clear, and anyone who reaches the port can make "
                         "the broker buffer up to %.1f MiB per connection before the password is checked. TLS is the "
@@ -172,6 +174,20 @@ class Broker:
         return {**self.counts, "actors": self._actors(), "learner": self._learner is not None, "buffered": self._buffered,
                 "paced": len(self._paced), "steps_granted": self._granted,
                 "weights_version": self._weights[0] if self._weights else None}
+
+    def state(self) -> dict[str, Any]:
+        """What `tmrlx status` shows (a STATE header): the counters, the learner and the first actors (MAX_LISTED in all),
+        and the latest refusal or rejection of each kind with its reason."""
+        now = self._clock()
+        learner = [self.peers[self._learner]] if self._learner is not None else []
+        actors = (p for p in self.peers.values() if p.role == "actor")
+        peers = [{"role": p.role, "session": p.session, "address": str(p.address)[:64], "samples": p.rows,
+                  "connected_s": max(0.0, now - p.since), "seen_s": max(0.0, now - p.live.last_recv),
+                  "policy_version": p.policy_version} for p in itertools.islice(itertools.chain(learner, actors), MAX_LISTED)]
+        problems = [{"kind": kind, "ago_s": max(0.0, now - t), "reason": "".join(c if c.isprintable() else "?" for c in what)}
+                    for kind, (t, what) in self._problems.items()]
+        return {"counts": {k: v for k, v in self.stats().items() if type(v) is int},
+                "weights_version": self._weights[0] if self._weights else -1, "peers": peers, "problems": problems}
 
     def serve_forever(self, stop_event: threading.Event | None = None, on_status: Any = None,
                       status_every: float = 1.0) -> None:
@@ -247,6 +263,8 @@ class Broker:
             self._ack(msg.header)
         elif mtype is MsgType.WEIGHTS and peer.role == "learner":
             self._store_weights(ident, peer, msg)
+        elif mtype is MsgType.STATUS and peer.role == "status":
+            self._send(ident, make(MsgType.STATE, self.state()))
         elif mtype is MsgType.BYE:
             self._forget(ident, "left")
         elif mtype is not MsgType.HEARTBEAT:
@@ -296,13 +314,13 @@ class Broker:
             return self._refuse(ident, hs.address, hd, f"NB_WORKERS={cap} actors are already connected", fatal=False)
         credit = self._window if hs.role == "actor" else 0
         peer = Peer(hs.role, hs.session, hs.address, Liveness(self._hb, MISSES, self._clock), hs.policy_version,
-                    credit=credit, paced=hs.paced and hs.role == "actor")
+                    credit=credit, paced=hs.paced and hs.role == "actor", since=self._clock())
         self.peers[ident] = peer
         self._send(ident, hs.welcome(self.settings.auth_key, credit, self._hb))
         log.info("%s %s connected from %s%s", hs.role, hs.session, hs.address, " (paced)" if peer.paced else "")
         if hs.role == "learner":
             self._learner_joined(ident)
-        else:
+        elif hs.role == "actor":
             self._sessions[hs.session] = ident
             if peer.paced:
                 self._paced.add(ident)
@@ -539,6 +557,7 @@ class Broker:
     def _warn(self, key: str, message: str, every: float = 5.0) -> None:
         """Log a warning, at most once per `every` seconds per kind (a flood must not flood the terminal)."""
         now = self._clock()
+        self._problems[key] = (now, message[:PROBLEM_TEXT])
         if now - self._warned.get(key, -every) >= every:
             self._warned[key] = now
             log.warning("%s", message)

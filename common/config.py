@@ -118,6 +118,8 @@ SCHEMA: tuple[Key, ...] = (
     Key("WANDB_PROJECT", str, "tmrl", "wandb project (with --wandb)"),
     Key("WANDB_ENTITY", str, "tmrl", "wandb entity (with --wandb)"),
     Key("WANDB_KEY", str, "YourWandbApiKey", "wandb API key (with --wandb)"),
+    Key("TENSORBOARD", bool, True, "the learner also writes TensorBoard event files beside its metrics "
+        "(logs/RUN_NAME/ in the data folder)", optional=True),
     Key("PORT", int, 55555, "the broker's port", _port),
     Key("LOCAL_PORT_SERVER", int, 55556, "accepted for TMRL compatibility (unused: one port serves all)", _port),
     Key("LOCAL_PORT_TRAINER", int, 55557, "accepted for TMRL compatibility (unused: clients need no port)", _port),

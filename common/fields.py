@@ -68,6 +68,20 @@ def seqs(max_entries: int) -> Field:
                  and all(IDENT.ok(k) and COUNT.ok(n) for k, n in v.items()))
 
 
+def listing(item: Mapping[str, Field], max_len: int) -> Field:
+    """A list of at most `max_len` maps, each holding to `item` (a table, e.g. the broker's peers for `tmrlx status`)."""
+    return Field(f"a list of at most {max_len} maps with keys {sorted(item)}",
+                 lambda v: isinstance(v, list) and len(v) <= max_len
+                 and all(isinstance(e, dict) and problems(item, e) is None for e in v))
+
+
+def counts(max_len: int) -> Field:
+    """A map of at most `max_len` named counters: identifiers to non-negative integers."""
+    return Field(f"a map of at most {max_len} identifiers to counts",
+                 lambda v: isinstance(v, dict) and len(v) <= max_len
+                 and all(IDENT.ok(k) and COUNT.ok(x) for k, x in v.items()))
+
+
 def problems(fields: Mapping[str, Field], values: Mapping[str, Any]) -> str | None:
     """The first way `values` breaks `fields` (a missing required key, an unknown key, a bad value), or None."""
     for key, field in fields.items():

@@ -1,13 +1,17 @@
-"""Metric sinks shared by every role: a progress bar per epoch, a JSONL log that `tmrlx plot` reads, wandb.
+"""Metric sinks shared by every role: a progress bar per epoch, a JSONL log that `tmrlx plot` reads, TensorBoard, wandb.
 
 A record is a flat dict of numbers (plus `epoch`/`round` counters). Sinks never raise on a
-non-finite value: they write it as null (JSONL) so one bad loss does not stop training.
+non-finite value: they write it as null (JSONL) or leave a gap (TensorBoard) so one bad loss does not
+stop training. The TensorBoard and wandb libraries are imported only when their sink is made: an actor
+machine needs neither.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
+import secrets
 import sys
 import time
 from collections.abc import Iterable, Mapping
@@ -73,17 +77,66 @@ class TerminalSink:
             self.bar = None
 
 
-class WandbSink:
-    """wandb with the config's WANDB_* keys; the run id is the RUN_NAME, so a resumed run continues its curves."""
+class TensorBoardSink:
+    """TensorBoard event files in `folder` (`tensorboard --logdir` on it or a parent): every number of a record is a
+    scalar at step `record[step_key]`.
 
-    def __init__(self, project: str, entity: str, key: str, run_name: str, config: Mapping[str, Any]):
+    `purge_step`: the step a resumed run goes on from; TensorBoard hides what an earlier process logged at that
+    step or later (rounds trained after the last checkpoint, then lost to a kill), so the curves do not fold back.
+    """
+
+    def __init__(self, folder: Path, step_key: str = "updates", purge_step: int | None = None, flush_s: int = 5):
         try:
-            import wandb
+            from tensorboardX import SummaryWriter
         except ImportError:
-            raise RuntimeError("--wandb needs the wandb package: pip install 'tmrlx[wandb]'") from None
-        if key and key != "YourWandbApiKey":
-            wandb.login(key=key)
-        self.run = wandb.init(project=project, entity=entity, name=run_name, id=run_name, resume="allow", config=dict(config))
+            raise RuntimeError("TensorBoard logs need the tensorboardX package: pip install tensorboardX "
+                               "(or set TENSORBOARD false)") from None
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        # the file is named after the second it was opened in: a nanosecond suffix keeps two processes of one second
+        # apart (the later would overwrite the earlier) and in the order TensorBoard reads them (by name)
+        self.writer = SummaryWriter(logdir=str(folder), purge_step=purge_step, flush_secs=flush_s,
+                                    filename_suffix=f".{time.time_ns()}")
+        self.step_key, self._written = step_key, 0
+
+    def start_epoch(self, epoch: int, rounds: int) -> None:
+        pass
+
+    def write(self, record: Mapping[str, Any]) -> None:
+        step = _clean(record.get(self.step_key))
+        step = step if isinstance(step, int) else self._written
+        self._written += 1
+        for key, value in record.items():
+            value = _clean(value)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                self.writer.add_scalar(key, value, step)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def new_run_id() -> str:
+    """A fresh wandb run id (wandb allows letters, digits, '-' and '_')."""
+    return secrets.token_hex(8)
+
+
+def has_wandb() -> bool:
+    """Whether the wandb package is installed (checked before a learner spends time starting up)."""
+    return importlib.util.find_spec("wandb") is not None
+
+
+class WandbSink:
+    """A wandb run with the config's WANDB_* keys. `run_id` names the run: the same id continues a run (resume="allow"),
+    so the learner keeps it in its checkpoints. `config` must come without secrets (`Config.without_secrets()`); the
+    API key goes to wandb's settings for this process, never into the run's files or ~/.netrc."""
+
+    def __init__(self, project: str, entity: str, key: str, run_name: str, run_id: str, config: Mapping[str, Any]):
+        if not has_wandb():
+            raise RuntimeError("--wandb needs the wandb package: pip install 'tmrlx[wandb]'")
+        import wandb
+
+        settings = wandb.Settings(api_key=key) if key and key != "YourWandbApiKey" else None
+        self.run = wandb.init(project=project, entity=entity, name=run_name, id=run_id, resume="allow",
+                              config=dict(config), settings=settings)
 
     def start_epoch(self, epoch: int, rounds: int) -> None:
         pass

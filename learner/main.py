@@ -1,7 +1,8 @@
 """`tmrlx learner`: train on the samples the broker forwards (or, with --local-source, on an in-process gymnasium env).
 
 SIGINT and SIGTERM stop training between two update blocks and write a checkpoint before exiting;
-starting again with the same RUN_NAME resumes from the newest good checkpoint.
+starting again with the same RUN_NAME resumes from the newest good checkpoint, and its metrics go on
+in the same JSONL log, TensorBoard folder (logs/RUN_NAME/) and wandb run.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from tmrlx.common.config import Config
 from tmrlx.common.errors import ConfigError
 from tmrlx.common.kinds import GYM, kind_of, spec_from_config
 from tmrlx.common.kinds.gym import gym_id
-from tmrlx.common.metrics import JsonlSink, Metrics, TerminalSink, WandbSink
+from tmrlx.common.metrics import JsonlSink, Metrics, Sink, TensorBoardSink, TerminalSink, WandbSink, has_wandb, new_run_id
 from tmrlx.learner.checkpoint import Checkpoints
 from tmrlx.learner.train import Trainer
 
@@ -44,28 +45,48 @@ def _source(cfg: Config, spec, args: argparse.Namespace):
     return LearnerClient(cfg, spec, demand=0)  # paced actors wait for the trainer's first `demand`
 
 
+def open_sinks(cfg: Config, args: argparse.Namespace, trainer: Trainer) -> list[Sink]:
+    """The metric sinks, opened once `trainer` resumed: TensorBoard goes on from its step (hiding rounds a killed process
+    logged after the checkpoint) and wandb continues the checkpointed run id; a fresh or reset model gets a fresh id."""
+    folder = paths.logs_dir() / cfg.RUN_NAME
+    sinks: list[Sink] = [JsonlSink(folder / "metrics.jsonl")]
+    try:
+        if cfg.TENSORBOARD:
+            sinks.append(TensorBoardSink(folder, purge_step=trainer.counters.updates + 1))
+        if not getattr(args, "quiet", False):
+            sinks.append(TerminalSink())
+        if getattr(args, "wandb", False):
+            run_id = trainer.run_ids.setdefault("wandb", new_run_id())
+            sinks.append(WandbSink(cfg.WANDB_PROJECT, cfg.WANDB_ENTITY, cfg.WANDB_KEY, cfg.RUN_NAME, run_id,
+                                   cfg.without_secrets()))
+    except BaseException:
+        Metrics(sinks).close()
+        raise
+    return sinks
+
+
 def run(cfg: Config, args: argparse.Namespace) -> int:
+    if getattr(args, "wandb", False) and not has_wandb():
+        log.error("--wandb needs the wandb package: pip install 'tmrlx[wandb]'")
+        return 2
     spec = spec_from_config(cfg)
-    sinks: list = [JsonlSink(paths.logs_dir() / cfg.RUN_NAME / "metrics.jsonl")]
-    if not getattr(args, "quiet", False):
-        sinks.append(TerminalSink())
-    if getattr(args, "wandb", False):
+    source = _source(cfg, spec, args)
+    checkpoints = Checkpoints(paths.checkpoints_dir() / cfg.RUN_NAME)
+    metrics = Metrics([])
+    trainer = Trainer(cfg, spec, source, metrics=metrics, checkpoints=checkpoints, seed=getattr(args, "seed", 0),
+                      episode_log=JsonlSink(paths.logs_dir() / cfg.RUN_NAME / "episodes.jsonl"))
+    try:
+        resumed = trainer.resume()
+        if resumed is not None:
+            what = "resuming" if trainer.model_restarted is None else "restarting the model, keeping the replay memory"
+            log.info("%s from checkpoint %s", what, json.dumps({"counters": resumed, "memory": trainer.counters.samples}))
         try:
-            sinks.append(WandbSink(cfg.WANDB_PROJECT, cfg.WANDB_ENTITY, cfg.WANDB_KEY, cfg.RUN_NAME, cfg.without_secrets()))
+            metrics.sinks += open_sinks(cfg, args, trainer)
         except RuntimeError as e:
             log.error("%s", e)
             return 2
-    source = _source(cfg, spec, args)
-    checkpoints = Checkpoints(paths.checkpoints_dir() / cfg.RUN_NAME)
-    trainer = Trainer(cfg, spec, source, metrics=Metrics(sinks), checkpoints=checkpoints, seed=getattr(args, "seed", 0),
-                      episode_log=JsonlSink(paths.logs_dir() / cfg.RUN_NAME / "episodes.jsonl"))
-    resumed = trainer.resume()
-    if resumed is not None:
-        what = "resuming" if trainer.model_restarted is None else "restarting the model, keeping the replay memory"
-        log.info("%s from checkpoint %s", what, json.dumps({"counters": resumed, "memory": trainer.counters.samples}))
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: trainer.stop())
-    try:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: trainer.stop())
         code = trainer.run()
     finally:
         close = getattr(source, "close", None)

@@ -103,6 +103,7 @@ class Trainer:
         self.counters = Counters()
         self.stopping = False
         self.model_restarted: str | None = None  # why `resume` kept only the replay memory (None: it resumed the model)
+        self.run_ids: dict[str, str] = {}  # this run's ids elsewhere (wandb): checkpointed, so a resumed model continues them
         self._episodes: list[dict] = []
         self._infos: list = []
         self._last_pull = 0
@@ -251,7 +252,8 @@ class Trainer:
 
     def _meta(self) -> dict:
         return {"counters": asdict(self.counters), "ingest": self.ingest.state(), "config": self.cfg.without_secrets(),
-                "spec": self.spec.to_dict(), "arch": self.arch.to_dict(), "memory_size": self.replay.capacity}
+                "spec": self.spec.to_dict(), "arch": self.arch.to_dict(), "memory_size": self.replay.capacity,
+                "run_ids": self.run_ids}
 
     def save(self) -> None:
         if self.checkpoints is None:
@@ -288,6 +290,7 @@ class Trainer:
         if self.model_restarted is None:
             self.state = jax.device_put(arrays["state"], self.device)
             self.counters = saved
+            self.run_ids = dict(meta.get("run_ids", {}))
         else:
             self.counters = Counters(samples=saved.samples, saves=saved.saves, version=saved.version)
             if not self.schedule.reset:

@@ -72,7 +72,7 @@ WILD = {**REFERENCE, "DEBUG_MODE": True,
                 "RTGYM_CONFIG": {**REFERENCE["ENV"]["RTGYM_CONFIG"], "reset_act_buf": False, "last_act_on_reset": True,
                                  "benchmark_polyak": 0.2, "benchmark_type": "trace", "act_in_obs": True,
                                  "interface": None, "interface_args": []}}}
-OPTIONAL = ["DEBUG_MODE", "ENV.LINUX_X_OFFSET", "ENV.LINUX_Y_OFFSET", "ENV.IMG_SCALE_CHECK_ENV",
+OPTIONAL = ["DEBUG_MODE", "TENSORBOARD", "ENV.LINUX_X_OFFSET", "ENV.LINUX_Y_OFFSET", "ENV.IMG_SCALE_CHECK_ENV",
             "ENV.RTGYM_CONFIG.benchmark_polyak", "ENV.RTGYM_CONFIG.benchmark_type", "ENV.RTGYM_CONFIG.reset_act_buf",
             "ENV.RTGYM_CONFIG.last_act_on_reset", "ENV.RTGYM_CONFIG.act_in_obs", "ENV.RTGYM_CONFIG.interface",
             "ENV.RTGYM_CONFIG.interface_args"]
@@ -94,6 +94,7 @@ def test_optional_keys_read_with_tmrls_defaults_but_stay_out_of_a_fresh_file():
     cfg = Config.from_dict({})
     assert {k.path for k in SCHEMA if k.optional} == set(OPTIONAL)
     assert not any(_has(defaults(), path) for path in OPTIONAL) and set(OPTIONAL) <= set(cfg.flat())
+    assert cfg.TENSORBOARD is True
     assert (cfg.DEBUG_MODE, cfg.ENV.LINUX_X_OFFSET, cfg.ENV.LINUX_Y_OFFSET, cfg.ENV.IMG_SCALE_CHECK_ENV) == (False, 64, 70, 1.0)
     rt = cfg.ENV.RTGYM_CONFIG
     assert (rt.reset_act_buf, rt.last_act_on_reset, rt.act_in_obs, rt.benchmark_polyak, rt.benchmark_type,

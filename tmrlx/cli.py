@@ -56,6 +56,7 @@ COMMANDS: dict[str, Command] = {
     "benchmark": Command("tmrlx.actor.envs.check", "run the environment with rtgym's benchmark and print timings"),
     "demo": Command("tmrlx.demo", "broker + learner + 2 actors on this machine, training on the simulator"),
     "plot": Command("tmrlx.plot", "draw the learning curves of one or more runs to a PNG"),
+    "status": Command("tmrlx.status", "ask a running broker for its live state: actors, learner, queue, drops, refusals"),
 }
 ALIASES = {alias: name for name, c in COMMANDS.items() for alias in c.aliases}
 

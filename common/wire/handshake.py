@@ -17,7 +17,7 @@ from typing import Any
 from tmrlx.common.wire import security
 from tmrlx.common.wire.protocol import MsgType, make
 
-ROLES = ("actor", "learner")
+ROLES = ("actor", "learner", "status")  # status: `tmrlx status`, which only asks for the broker's state
 Frames = list[Any]
 
 

@@ -12,7 +12,22 @@ from typing import Any
 
 import numpy as np
 from tmrlx.common.chunks import META
-from tmrlx.common.fields import COUNT, FLAG, IDENT, MAP, VERSION, Field, integer, number, problems, raw, seqs, text
+from tmrlx.common.fields import (
+    COUNT,
+    FLAG,
+    IDENT,
+    MAP,
+    VERSION,
+    Field,
+    counts,
+    integer,
+    listing,
+    number,
+    problems,
+    raw,
+    seqs,
+    text,
+)
 from tmrlx.common.wire.codec import Decoded, ProtocolError, decode, encode
 
 
@@ -29,12 +44,21 @@ class MsgType(IntEnum):
     ERROR = 10  # a refusal or rejection, with the reason
     BYE = 11  # client -> broker: I am leaving
     ACK = 12  # learner -> broker: chunks ingested (per actor session, the highest seq) and rows it allows in total
+    STATUS = 13  # status client -> broker: what is your state?
+    STATE = 14  # broker -> status client: counters, the connected peers, the latest problems
 
 
 NONCE, MAC = raw(16), raw(32)
 CREDIT = integer(0, 2**31)
 REASON = text(2000)
-MAX_ACKS = 8192  # sessions one ACK may name (the broker remembers at most 4096 actors)
+MAX_ACKS = 8192  # actor sessions one ACK may name (those whose chunks one poll returned)
+SECONDS = number(0.0, 1e12)
+MAX_LISTED = 200  # peers one STATE lists (the learner first): ~150 bytes each keeps it far below the 64 KiB header
+# A row of STATE's peer table; samples: rows received from it; seen_s: since its last message
+PEER = {"role": IDENT, "session": IDENT, "address": text(64), "samples": COUNT, "connected_s": SECONDS, "seen_s": SECONDS,
+        "policy_version": VERSION}
+PROBLEM_TEXT = 400
+PROBLEM = {"kind": IDENT, "ago_s": SECONDS, "reason": text(PROBLEM_TEXT)}  # the latest refusal or rejection of a kind
 # Every header key of every message type, checked by `parse` on whichever end receives it (unknown keys too).
 SCHEMAS: dict[MsgType, dict[str, Field]] = {
     MsgType.HELLO: {"role": IDENT, "session": IDENT, "spec_hash": IDENT, "nonce": NONCE, "policy_version": VERSION,
@@ -54,6 +78,9 @@ SCHEMAS: dict[MsgType, dict[str, Field]] = {
     MsgType.BYE: {},
     # acks: session -> highest seq ingested; allow: the rows this learner connection may receive in total (rate limiter)
     MsgType.ACK: {"acks": seqs(MAX_ACKS), "allow": COUNT.optional()},
+    MsgType.STATUS: {},
+    MsgType.STATE: {"counts": counts(64), "weights_version": VERSION, "peers": listing(PEER, MAX_LISTED),
+                    "problems": listing(PROBLEM, 32)},  # counts: the broker's counters, connected actors, buffered rows
 }
 
 
