@@ -1,7 +1,8 @@
 """Learner benchmark: fused SAC / REDQ updates/s vs the plain way and vs the FLOP ceiling (`just bench learner`).
 
 The FLOP ceiling is the update's FLOPs (XLA cost analysis) against the jitted matmul GFLOP/s measured
-in the same run. "Plain" is one jitted step per Python call on a batch sampled on the host. "tmrl_*" is
+in the same run. "Plain" is one jitted step per Python call on a batch sampled on the host. With several
+devices visible, `sac_mlp_updates_per_s_devices_{n}` is the fused SAC block data parallel on n of them. "tmrl_*" is
 TMRL itself re-created in PyTorch (`bench.tmrl_reference`), timed in the same run when torch is installed:
 as users run it, in a child process with glibc's default malloc, while tmrlx runs as `tmrlx learner` does
 (with `learner.allocator`'s malloc tunables); `tmrl_sac_cnn_same_malloc_updates_per_s` times TMRL's CNN
@@ -26,6 +27,7 @@ from tmrlx.common.config import load_config
 from tmrlx.common.kinds import spec_from_config
 from tmrlx.common.weights import Arch
 from tmrlx.learner.allocator import OPT_OUT, TUNABLES, reexec_with_tuned_malloc
+from tmrlx.learner.devices import Devices
 from tmrlx.learner.ingest import Ingest, concat_rows
 from tmrlx.learner.replay import init_replay, insert, sample
 from tmrlx.learner.update import SAC
@@ -104,17 +106,42 @@ def host_sample(host: dict, spec, rng, batch: int) -> tuple[dict, np.ndarray]:
 
 
 def fused(cfg, spec, arch, units: int, repeats: int) -> tuple[float, float]:
-    """(updates/s, FLOPs per update) of the fused, device-sampled block."""
-    sac = SAC(cfg, spec, arch, units)
-    replay = filled_replay(spec, 20_000 if arch.type == "mlp" else 2_000)
-    box = [jax.jit(sac.init)(jax.random.PRNGKey(0))]
-    per_update = update_flops(sac, box[0], replay)
+    """(updates/s, FLOPs per update) of the fused, device-sampled block on one device."""
+    sac, state, replay = fused_setup(cfg, spec, arch, units, Devices(jax.devices()[:1]))
+    per_update = update_flops(sac, state, replay)
+    return updates_per_s(sac, state, replay, repeats), per_update
+
+
+def fused_setup(cfg, spec, arch, units: int, devices: Devices):
+    """The fused block on `devices`, its initial state and a filled replay memory placed there."""
+    sac = SAC(cfg, spec, arch, units, devices)
+    replay = devices.put(filled_replay(spec, 20_000 if arch.type == "mlp" else 2_000))
+    return sac, devices.put(jax.jit(sac.init)(jax.random.PRNGKey(0))), replay
+
+
+def updates_per_s(sac: SAC, state, replay, repeats: int) -> float:
+    box = [state]
 
     def call():
         box[0], info = sac.run(box[0], replay)
         jax.block_until_ready(box[0])
 
-    return sac.updates_per_call / timed(call, repeats), per_update
+    return sac.updates_per_call / timed(call, repeats)
+
+
+def device_counts(visible: int, batch: int) -> list[int]:
+    """1, 2, 4, ... and all of the visible devices, those the batch divides among."""
+    return [n for n in sorted({*(1 << i for i in range(visible.bit_length())), visible}) if batch % n == 0]
+
+
+def data_parallel(cfg, spec, arch, units: int, repeats: int) -> dict[str, float]:
+    """SAC lidar MLP updates/s on 2, 4, ... of the visible devices, the same global batch split across them."""
+    out = {}
+    for n in device_counts(len(jax.devices()), cfg.BATCH_SIZE)[1:]:
+        ups = updates_per_s(*fused_setup(cfg, spec, arch, units, Devices(jax.devices()[:n])), repeats)
+        out[f"sac_mlp_updates_per_s_devices_{n}"] = ups
+        print(f"SAC lidar MLP fused x{units} on {n} devices (data parallel, batch {cfg.BATCH_SIZE}): {ups:.1f} updates/s")
+    return out
 
 
 def plain(cfg, spec, arch, repeats: int) -> float:
@@ -193,6 +220,8 @@ def main() -> None:
     ups, f = fused(lidar, spec, arch, units, 10 if gpu else 5)
     out.update(sac_mlp_updates_per_s=ups, sac_mlp_flop_bound_updates_per_s=gflops * 1e9 / f, sac_mlp_gflop_per_update=f / 1e9)
     print(f"SAC lidar MLP fused x{units}: {ups:.1f} updates/s (ceiling {gflops * 1e9 / f:.1f}; {f / 1e9:.3f} GFLOP/update)")
+    if len(jax.devices()) > 1:
+        out.update(sac_mlp_updates_per_s_devices_1=ups, **data_parallel(lidar, spec, arch, units, 10 if gpu else 5))
     out["sac_mlp_plain_updates_per_s"] = plain(lidar, spec, arch, 30)
     print(f"SAC lidar MLP plain (host sampling, one step per call): {out['sac_mlp_plain_updates_per_s']:.1f} updates/s")
 

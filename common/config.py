@@ -73,6 +73,10 @@ def _pair_of_betas(v: Any) -> str | None:
     return None if ok else "a list of two numbers in [0, 1)"
 
 
+def _devices(v: Any) -> str | None:
+    return None if v == "auto" or (isinstance(v, int) and v >= 1) else "'auto' or a number of devices >= 1"
+
+
 def _dict(v: Any) -> str | None:
     return None if isinstance(v, dict) else "a JSON object"
 
@@ -103,6 +107,8 @@ SCHEMA: tuple[Key, ...] = (
         _range(1)),
     Key("RW_MAX_SAMPLES_PER_EPISODE", int, 1000, "actors truncate episodes longer than this", _range(1)),
     Key("CUDA_TRAINING", bool, True, "train on the GPU when one is present"),
+    Key("TRAINING_DEVICES", (str, int), "auto", "devices the learner trains on in data parallel (each batch split "
+        "across them): 'auto' (every GPU; one device on the CPU) or a number", _devices, optional=True),
     Key("CUDA_INFERENCE", bool, False, "accepted for TMRL compatibility: actors run NumPy on the CPU"),
     Key("VIRTUAL_GAMEPAD", bool, True, "TrackMania: drive with vgamepad (else the keyboard)"),
     Key("LOCALHOST_WORKER", bool, True, "actors connect to 127.0.0.1 (else to PUBLIC_IP_SERVER)"),

@@ -35,7 +35,8 @@ class Replay:
         return int(self.data["reward"].shape[0])
 
 
-def init_replay(spec: ObsSpec, capacity: int, device: jax.Device | None = None) -> Replay:
+def init_replay(spec: ObsSpec, capacity: int, device: jax.Device | jax.sharding.Sharding | None = None) -> Replay:
+    """Zeroed rows on `device` (a sharding replicates them over several devices: `learner.devices`)."""
     data = {k: jnp.zeros((capacity, *shape), dtype) for k, (dtype, shape) in ChunkSchema.of(spec).replay_fields().items()}
     return jax.device_put(Replay(data, jnp.zeros((), jnp.int32)), device)
 

@@ -25,12 +25,13 @@ from tmrlx.common.metrics import JsonlSink, Metrics
 from tmrlx.common.specs import ObsSpec
 from tmrlx.common.weights import Arch
 from tmrlx.learner.checkpoint import Checkpoints, fits
+from tmrlx.learner.devices import Devices
 from tmrlx.learner.ingest import Ingest, concat_rows
 from tmrlx.learner.limiter import RateLimiter
 from tmrlx.learner.publish import actor_weights
 from tmrlx.learner.replay import init_replay, insert, size
 from tmrlx.learner.source import Source
-from tmrlx.learner.update import SAC, pick_device
+from tmrlx.learner.update import SAC
 
 log = logging.getLogger("tmrlx.learner")
 
@@ -70,12 +71,12 @@ class Schedule:
                    max(cfg.ENVIRONMENT_STEPS_BEFORE_TRAINING, 2), cfg.SAVE_MODEL_EVERY, cfg.RUN_NAME, cfg.RESET_TRAINING)
 
 
-def units_per_call(schedule: Schedule, arch: Arch, g: int, device: jax.Device) -> int:
+def units_per_call(schedule: Schedule, arch: Arch, g: int, platform: str) -> int:
     """Largest block (in units of `g` updates) that divides the round and both intervals, capped by model and device."""
     if arch.type == "cnn":
         return 1
     step = math.gcd(schedule.steps_per_round, schedule.buffer_interval, schedule.model_interval)
-    cap = 50 if device.platform == "gpu" else 10
+    cap = 50 if platform == "gpu" else 10
     return next((u for u in range(cap, 0, -1) if step % (u * g) == 0), 1)
 
 
@@ -91,14 +92,14 @@ class Trainer:
         self.metrics = metrics or Metrics([])
         self.checkpoints = checkpoints
         self.episode_log = episode_log  # every episode's statistics, as they arrive (the demo follows it)
-        self.device = pick_device(cfg)
+        self.devices = Devices.from_config(cfg)
         g = cfg.ALG.REDQ_Q_UPDATES_PER_POLICY_UPDATE if cfg.ALG.ALGORITHM == "REDQSAC" else 1
-        self.sac = SAC(cfg, spec, self.arch, units_per_call(self.schedule, self.arch, g, self.device))
+        self.sac = SAC(cfg, spec, self.arch, units_per_call(self.schedule, self.arch, g, self.devices.platform), self.devices)
         s = self.schedule
         self.limiter = RateLimiter.ahead(s.max_ratio, s.start_samples, max(s.buffer_interval, self.sac.updates_per_call))
         self.seed = seed
         self.state = self._fresh_state()
-        self.replay = init_replay(spec, cfg.MEMORY_SIZE, self.device)
+        self.replay = init_replay(spec, cfg.MEMORY_SIZE, self.devices.home)
         self.ingest = Ingest(spec)
         self.counters = Counters()
         self.stopping = False
@@ -109,7 +110,7 @@ class Trainer:
         self._last_pull = 0
 
     def _fresh_state(self):
-        return jax.device_put(jax.jit(self.sac.init)(jax.random.PRNGKey(self.seed)), self.device)
+        return self.devices.put(jax.jit(self.sac.init)(jax.random.PRNGKey(self.seed)))
 
     # ---- samples and weights ----
     def pull(self, timeout: float = 0.0) -> int:
@@ -277,7 +278,7 @@ class Trainer:
             log.warning("no readable checkpoint, starting from scratch")
             return None
         step, arrays, meta = found
-        self.replay = jax.device_put(arrays["replay"], self.device)
+        self.replay = self.devices.put(arrays["replay"])
         self.ingest.load_state(meta["ingest"])
         if ingested > self.ingest.rows:
             log.warning("the last run ingested %d rows after checkpoint %s and was stopped before saving again (killed?): "
@@ -288,7 +289,7 @@ class Trainer:
         restored = asdict(saved)
         self.model_restarted = self._model_change(meta, self.checkpoints.layout(step))
         if self.model_restarted is None:
-            self.state = jax.device_put(arrays["state"], self.device)
+            self.state = self.devices.put(arrays["state"])
             self.counters = saved
             self.run_ids = dict(meta.get("run_ids", {}))
         else:

@@ -4,7 +4,8 @@ One *unit* is TMRL's schedule for one policy update: `G = REDQ_Q_UPDATES_PER_POL
 updates (G = 1 for SAC), the last of which also updates the actor and the entropy coefficient on
 the same batch, exactly like one TMRL `train()` call with a policy update. A jitted call runs
 `units` units back to back with `lax.scan` (a plain call when units == 1, for the CNN whose
-scan compiles slowly), samples its batches from the device replay, and donates the state.
+scan compiles slowly), samples its batches from the device replay, and donates the state. On several
+devices (`learner.devices`) each sampled batch is split across them and everything else is replicated.
 SAC is REDQ with N = M = 2 critics, G = 1, min over both targets and a min (not mean) in the
 policy loss. The critics are one stacked parameter set evaluated with `vmap`.
 """
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import logging
 import math
 from collections.abc import Mapping
 from typing import Any, cast
@@ -26,11 +26,9 @@ from flax import struct
 from tmrlx.common.config import Config
 from tmrlx.common.specs import ObsSpec
 from tmrlx.common.weights import Arch
+from tmrlx.learner.devices import Devices
 from tmrlx.learner.networks import Actor, critic_ensemble, dummy_inputs, squashed_sample
 from tmrlx.learner.replay import Replay, sample
-
-log = logging.getLogger("tmrlx.learner")
-
 
 Params = Any  # flax variables: {"params": {...}} as dicts (or FrozenDicts)
 
@@ -56,21 +54,13 @@ def make_optimizer(name: str, lr: float, betas: tuple[float, float], l2: float) 
     return optax.chain(optax.add_decayed_weights(l2), base) if l2 > 0 else base
 
 
-def pick_device(cfg: Config) -> jax.Device:
-    """The GPU when `CUDA_TRAINING` and one is visible, else the CPU; says so when a GPU was asked for but absent."""
-    if cfg.CUDA_TRAINING:
-        try:
-            return jax.devices("gpu")[0]
-        except RuntimeError:
-            log.warning("CUDA_TRAINING is true but JAX sees no GPU (install jax[cuda12]?): training on the CPU")
-    return jax.devices("cpu")[0]
-
-
 class SAC:
     """Builds the state and the fused update of SAC / REDQ-SAC for one config, spec and architecture."""
 
-    def __init__(self, cfg: Config, spec: ObsSpec, arch: Arch, units_per_call: int = 1):
+    def __init__(self, cfg: Config, spec: ObsSpec, arch: Arch, units_per_call: int = 1, devices: Devices | None = None):
         alg = cfg.ALG
+        self.devices = devices or Devices(jax.devices()[:1])
+        self.devices.check_batch(cfg.BATCH_SIZE)
         self.spec, self.arch, self.batch_size = spec, arch, cfg.BATCH_SIZE
         self.redq = alg.ALGORITHM == "REDQSAC"
         self.n = alg.REDQ_N if self.redq else 2
@@ -87,7 +77,7 @@ class SAC:
         self.critic_tx = make_optimizer(alg.OPTIMIZER_CRITIC, alg.LR_CRITIC, alg.BETAS_CRITIC, alg.L2_CRITIC)
         self.alpha_tx = optax.adam(alg.LR_ENTROPY)
         self.units_per_call = units_per_call
-        self.run = jax.jit(functools.partial(self.block, units=units_per_call), donate_argnums=0)
+        self.run = self.devices.jit(functools.partial(self.block, units=units_per_call), donate_argnums=0)
 
     @property
     def updates_per_call(self) -> int:
@@ -170,6 +160,10 @@ class SAC:
             info["loss_alpha"] = loss_a
         return state, info
 
+    def sample(self, replay: Replay, key: jax.Array) -> tuple[dict, jax.Array]:
+        """A batch from the replay memory, split across the training devices."""
+        return self.devices.split(sample(replay, self.spec, key, self.batch_size))
+
     def unit(self, state: TrainState, replay: Replay):
         """G critic updates, the last one on the batch that also updates the actor (and alpha)."""
         key, k = jax.random.split(state.key)
@@ -177,13 +171,13 @@ class SAC:
 
         def critic_only(s, k_):
             k_b, k_c = jax.random.split(k_)
-            batch, w = sample(replay, self.spec, k_b, self.batch_size)
+            batch, w = self.sample(replay, k_b)
             return self.critic_step(s, batch, w, k_c)[0], None
 
         keys = jax.random.split(k, self.g + 2)
         if self.g > 1:
             state, _ = jax.lax.scan(critic_only, state, keys[: self.g - 1])
-        batch, w = sample(replay, self.spec, keys[-2], self.batch_size)
+        batch, w = self.sample(replay, keys[-2])
         k_c, k_a = jax.random.split(keys[-1])
         state, info_c = self.critic_step(state, batch, w, k_c)
         state, info_a = self.actor_step(state, batch, w, k_a)

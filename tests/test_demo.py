@@ -24,9 +24,9 @@ def test_progress_counts_only_this_runs_episodes_and_waits_for_whole_lines(tmp_p
     with open(eps, "a") as f:
         f.write('{"return": 9')  # a line the learner is still writing
     _append(tmp_path / "metrics.jsonl", {"t": 0.0, "samples": 100, "updates": 50, "updates_per_s": 10.0},
-            {"t": 2.0, "samples": 300, "updates": 250, "updates_per_s": 100.0})
+            {"t": 2.0, "samples": 300, "updates": 250, "updates_per_s": 100.0, "updates_per_sample": 1.0})
     progress.poll()
     assert progress.finishes() == 1 and len(progress.episodes) == 2
     line = progress.line(90.0)
-    assert "env steps     400 (  100/s)" in line and "updates    250 (100.0/s)" in line
+    assert "env steps     400 (  100/s)" in line and "updates    250 (100.0/s, 1.00/step)" in line
     assert "track 100.0%" in line and "return(10)   61.0" in line and "finished 1/5" in line

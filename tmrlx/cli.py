@@ -100,7 +100,8 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
             pair = len(key.default) == 2
             kwargs.update(nargs=2 if pair else "*", metavar=("B1", "B2") if pair else "VALUE")
         else:
-            names: dict[type | tuple[type, ...], str] = {str: "TEXT", int: "INT", dict: "JSON", (str, NULL): "TEXT"}
+            names: dict[type | tuple[type, ...], str] = {str: "TEXT", int: "INT", dict: "JSON", (str, NULL): "TEXT",
+                                                         (str, int): "TEXT|INT"}
             kwargs["metavar"] = names.get(key.type, "NUM")
         flags = [key.flag]
         if "." in key.path:
