@@ -20,7 +20,7 @@ from pathlib import Path
 from tmrlx.common.config import load_config
 from tmrlx.common.metrics import read_jsonl
 
-from tmrlx.demo import spawn, stop_children
+from tmrlx.demo import role_argv, spawn, stop_in_order
 from tmrlx.install import install
 
 
@@ -44,15 +44,14 @@ def main() -> None:
         run_dir.mkdir(parents=True, exist_ok=True)
         cfg_file = run_dir / "config.json"
         cfg_file.write_text(cfg.to_json())
-        children = [spawn("broker", ["broker"], cfg_file, run_dir)]
-        children.append(spawn("learner", ["learner"], cfg_file, run_dir))
-        children += [spawn(f"actor{i}", ["actor"], cfg_file, run_dir) for i in range(args.actors)]
+        children = [spawn(role, role_argv([role], cfg_file), run_dir) for role in ("broker", "learner")]
+        children += [spawn(f"actor{i}", role_argv(["actor"], cfg_file), run_dir) for i in range(args.actors)]
         try:
             deadline = time.monotonic() + args.seconds
             while time.monotonic() < deadline and all(c.proc.poll() is None for c in children):
                 time.sleep(1.0)
         finally:
-            stop_children(children)
+            stop_in_order(children)
         dead = [c.name for c in children if c.proc.returncode not in (0, -2, 130)]
         rounds = [r for r in read_jsonl(run_dir / "metrics.jsonl") if r.get("updates")]
     if len(rounds) < 4:

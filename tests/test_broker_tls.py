@@ -21,10 +21,11 @@ PATTERN = np.frombuffer(b"SECRET-LIDAR-PAYLOAD-0123456789:)" * 3, np.uint8)[:76]
 
 
 class Tap:
-    """A loopback TCP relay that records every byte it forwards, both ways."""
+    """A loopback TCP relay that records every byte it forwards, both ways, each read held `delay` s (a long link)."""
 
-    def __init__(self, target_port: int):
+    def __init__(self, target_port: int, delay: float = 0.0):
         self.captured = bytearray()
+        self.delay = delay
         self._lock = threading.Lock()
         self._server = socket.create_server(("127.0.0.1", 0))
         self.port = self._server.getsockname()[1]
@@ -46,6 +47,7 @@ class Tap:
             while data := src.recv(65536):
                 with self._lock:
                     self.captured += data
+                time.sleep(self.delay)
                 dst.sendall(data)
         except OSError:
             pass
@@ -95,6 +97,21 @@ def test_tls_works_end_to_end_and_hides_password_and_samples():
     assert len(captured) > 8 * PATTERN.nbytes  # traffic did go through the tap
     assert PATTERN.tobytes() not in captured and PATTERN.tobytes()[:16] not in captured
     assert PASSWORD.encode() not in captured
+
+
+def test_tls_connects_over_a_link_where_connecting_outlasts_the_silence_limit():
+    """With 0.3 s each way, connecting takes ~11 one-way trips (3.3 s: ZMTP greeting and CurveZMQ, 7 trips, then
+    HELLO to WELCOME), more than a client with 0.9 s heartbeats stays silent (2.7 s), though no stage takes that long:
+    each new stage of connecting must restart the client's silence clock, or it gives up and retries for ever."""
+    with running_broker(CFG.replace({"TLS": True})) as (broker, cfg):
+        tap = Tap(broker.port, delay=0.3)
+        actor = ActorClient(cfg.replace({"PORT": tap.port}), SPEC, heartbeat_s=0.9)
+        try:
+            assert actor.wait_connected(10), actor.stats()
+            assert actor.stats()["reconnects"] == 0
+        finally:
+            actor.close()
+            tap.close()
 
 
 def test_tls_with_wrong_password_is_refused_on_both_sides():

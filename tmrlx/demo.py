@@ -64,17 +64,22 @@ def demo_config(args: argparse.Namespace) -> Config:
     return cfg
 
 
-def spawn(name: str, role: list[str], cfg_file: Path, run_dir: Path) -> Child:
+def role_argv(role: list[str], cfg_file: Path) -> list[str]:
+    """The command line of one role process reading `cfg_file`."""
+    return [sys.executable, "-m", "tmrlx", *role, "--config-file", str(cfg_file)]
+
+
+def spawn(name: str, argv: list[str], run_dir: Path) -> Child:
+    """Start `argv` in a session of its own, its output in `run_dir/<name>.log`."""
     log_path = run_dir / f"{name}.log"
-    log = open(log_path, "a")  # noqa: SIM115 (closed by _stop when the child is gone)
+    log = open(log_path, "a")  # noqa: SIM115 (closed by stop_in_order when the child is gone)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "tmrlx", *role, "--config-file", str(cfg_file)],
-                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
                             start_new_session=True)
     return Child(name, proc, log_path, log)
 
 
-def stop_children(children: list[Child], timeout: float = 60.0) -> None:
+def stop_in_order(children: list[Child], timeout: float = 60.0) -> None:
     """SIGINT actors first, then the learner (it checkpoints), then the broker; kill stragglers."""
     for group in (("actor",), ("learner",), ("broker",)):
         batch = [c for c in children if c.name.startswith(group) and c.proc.poll() is None]
@@ -157,10 +162,10 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
     cfg_file.write_text(cfg.to_json())
     load_config(cfg_file)  # what the children will read must validate
     print(f"tmrlx demo: run {cfg.RUN_NAME!r} on {cfg.ENV.RTGYM_INTERFACE}, logs in {run_dir}")
-    children = [spawn("broker", ["broker"], cfg_file, run_dir)]
+    children = [spawn("broker", role_argv(["broker"], cfg_file), run_dir)]
     time.sleep(0.5)
-    children.append(spawn("learner", ["learner"], cfg_file, run_dir))
-    children += [spawn(f"actor{i}", ["actor"], cfg_file, run_dir) for i in range(args.actors)]
+    children.append(spawn("learner", role_argv(["learner"], cfg_file), run_dir))
+    children += [spawn(f"actor{i}", role_argv(["actor"], cfg_file), run_dir) for i in range(args.actors)]
     progress, start, status = Progress(run_dir), time.monotonic(), 0
     # The children run in sessions of their own (a terminal's Ctrl+C reaches only the demo, which stops
     # them in order): a SIGTERM to the demo must stop them the same way, not leave them orphaned.
@@ -190,6 +195,6 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
         print("\nstopping (SIGTERM): the learner saves a checkpoint; run the demo again to resume")
         status = 143
     finally:
-        stop_children(children)
+        stop_in_order(children)
     _plot(cfg.RUN_NAME, run_dir)
     return status

@@ -10,6 +10,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -104,3 +105,33 @@ def holding_actor(cfg_dict: dict, session: str, timeout: float = 30.0) -> None:
     if not client.wait_connected(timeout):
         raise SystemExit(f"actor {session}: not connected ({client.error})")
     threading.Event().wait()
+
+
+def tapped_actor(tap: str, argv: list[str]) -> int:
+    """`tmrlx` with `argv` (an actor command) whose link also appends every float32 observation column it is handed
+    to the file `tap`, each as a 4-byte length and the raw bytes: what a wire capture is checked against."""
+    from tmrlx.actor.link import ActorClient
+    from tmrlx.cli import main
+
+    send = ActorClient.send_samples
+
+    def send_and_keep(self: ActorClient, arrays: Mapping[str, np.ndarray], *args: Any, **kwargs: Any) -> Any:
+        with open(tap, "ab") as f:
+            for name, a in arrays.items():
+                if name.startswith("obs.") and a.dtype == np.float32:
+                    raw = np.ascontiguousarray(a).tobytes()
+                    f.write(len(raw).to_bytes(4, "little") + raw)
+        return send(self, arrays, *args, **kwargs)
+
+    ActorClient.send_samples = send_and_keep  # type: ignore[method-assign]
+    return main(argv)
+
+
+def tapped(tap: Path) -> list[bytes]:
+    """The columns `tapped_actor` recorded."""
+    data, out, pos = tap.read_bytes(), [], 0
+    while pos + 4 <= len(data):
+        n = int.from_bytes(data[pos:pos + 4], "little")
+        out.append(data[pos + 4:pos + 4 + n])
+        pos += 4 + n
+    return out

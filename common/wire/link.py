@@ -34,6 +34,10 @@ from zmq.utils.monitor import recv_monitor_message
 
 HANDSHAKE_FAILED = zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
 HANDSHAKE_TRIES = 3  # a broker dying mid-handshake fails one too: only repeated failures mean other keys
+# Connecting takes ~7 round trips with TLS (TCP, ZMTP greeting, CurveZMQ, then HELLO/CHALLENGE/AUTH/WELCOME): reaching
+# each stage the first time restarts the silence clock, or a 400 ms round trip plus one lost SYN never fits in MISSES
+# heartbeats (a peer that accepts and drops the TCP connection again and again still times out)
+PROGRESS: dict[int, int] = {zmq.EVENT_CONNECTED: 1, zmq.EVENT_HANDSHAKE_SUCCEEDED: 2}  # monitor event -> stage
 Frames = list[Any]
 
 
@@ -77,6 +81,7 @@ class Link:
         self._counts = {"reconnects": 0, "rejected": 0}
         self._refusal = ""  # why the broker turned the last handshake away for now
         self._hs_failures = 0
+        self._stage = 0  # of connecting reached by the current connection (PROGRESS)
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
@@ -141,15 +146,16 @@ class Link:
         self._ready.clear()
         self.log.error("%s", reason)
 
-    def _open(self) -> tuple[zmq.Socket, zmq.Socket | None]:
+    def _open(self) -> tuple[zmq.Socket, zmq.Socket]:
         sock = self._ctx.socket(zmq.DEALER)
         sock.linger = 0  # no IMMEDIATE: with it libzmq can abort (session_base.cpp) when a reconnect races a pipe
         # activation; chunks need no such guard: they go out only on credit and stay ours until acked
         sock.maxmsgsize = self.settings.max_bytes
-        monitor = None
+        failures = 0
         if self.settings.curve is not None:
             security.secure_client(sock, self.settings.curve)
-            monitor = sock.get_monitor_socket(HANDSHAKE_FAILED | zmq.EVENT_HANDSHAKE_SUCCEEDED)
+            failures = HANDSHAKE_FAILED
+        monitor = sock.get_monitor_socket(sum(PROGRESS) | failures)
         sock.connect(self.address)
         return sock, monitor
 
@@ -159,10 +165,10 @@ class Link:
         poller = zmq.Poller()
         poller.register(sock, zmq.POLLIN)
         poller.register(self._wake_r, zmq.POLLIN)
-        if monitor is not None:
-            poller.register(monitor, zmq.POLLIN)
+        poller.register(monitor, zmq.POLLIN)
         live = Liveness(self._hb, MISSES, self._clock)
         self._hs = self._handshake()
+        self._stage = 0
         outcome = "stop"
         try:
             while not self._stop.is_set():
@@ -173,7 +179,7 @@ class Link:
                 events = dict(poller.poll(math.ceil(timeout * 1000)))
                 if self._wake_r in events or self._wake_r.fileno() in events:
                     self._drain_wake()
-                if monitor is not None and monitor in events and self._handshake_failed(monitor):
+                if monitor in events and self._transport_event(monitor, live):
                     return (outcome := "fatal")
                 if sock in events:
                     result = self._receive(sock, live)
@@ -197,9 +203,8 @@ class Link:
             if outcome == "stop" and self._hs.ready:
                 sock.linger = 1000  # let queued chunks and BYE reach the broker
                 self._send(sock, live, make(MsgType.BYE))
-            if monitor is not None:
-                sock.disable_monitor()
-                monitor.close(linger=0)
+            sock.disable_monitor()
+            monitor.close(linger=0)
             sock.close()
 
     def _drain_wake(self) -> None:
@@ -209,9 +214,18 @@ class Link:
         except (BlockingIOError, OSError):
             pass
 
-    def _handshake_failed(self, monitor: zmq.Socket) -> bool:
-        event = recv_monitor_message(monitor)
-        self._hs_failures = self._hs_failures + 1 if event["event"] & HANDSHAKE_FAILED else 0
+    def _transport_event(self, monitor: zmq.Socket, live: Liveness) -> bool:
+        """A new stage of connecting restarts the silence clock (once ready, only the broker's messages do); True when
+        repeated CurveZMQ failures mean other keys."""
+        event = recv_monitor_message(monitor)["event"]
+        if not event & HANDSHAKE_FAILED:
+            if PROGRESS.get(event, 0) > self._stage and not self._hs.ready:
+                self._stage = PROGRESS[event]
+                live.received()
+            if event & zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                self._hs_failures = 0
+            return False
+        self._hs_failures += 1
         if self._hs_failures >= HANDSHAKE_TRIES:
             self._fail(f"CurveZMQ handshake with the broker at {self.address} failed: its keys differ from ours "
                        "(PASSWORD or TLS_CREDENTIALS_DIRECTORY must match on every machine)")
