@@ -132,7 +132,8 @@ class ActorClient(Link):
     def stats(self) -> dict[str, Any]:
         with self._lock:
             return {**self._stats(), "queued": len(self._queue), "held": len(self._held), "held_bytes": self._held_bytes,
-                    "dropped": self._dropped, "dropped_rows": self._dropped_rows, "sent": self._sent,
+                    "produced_rows": self._stream.rows, "dropped": self._dropped, "dropped_rows": self._dropped_rows,
+                    "sent": self._sent,
                     "resent": self._resent, "acked": self._acked, "rows_sent": self._rows_sent,
                     "policy_version": self._version}
 

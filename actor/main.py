@@ -118,10 +118,14 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
 
 def _flush(client: Any, mode: str, timeout: float = FLUSH_S) -> None:
     """Give the last chunks a moment to reach the learner (and the episode statistics the broker) before closing."""
-    if not client.flush(timeout, acknowledged=True):
-        stats = client.stats()
-        log.warning("closing with %d chunks the learner has not acknowledged (lost with this process; %d rows dropped "
-                    "before sending)", stats["queued"] + stats["held"], stats["dropped_rows"])
+    done = client.flush(timeout, acknowledged=True)
+    stats = client.stats()
+    if not done:
+        log.warning("closing with %d chunks the learner has not acknowledged: lost with this process",
+                    stats["queued"] + stats["held"])
+    log.info("stream %s: rows produced %d, dropped before sending %d (queue full), chunks acknowledged by the learner "
+             "%d, not acknowledged %d", client.session, stats["produced_rows"], stats["dropped_rows"], stats["acked"],
+             stats["queued"] + stats["held"])
 
 
 @contextmanager

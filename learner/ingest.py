@@ -40,7 +40,8 @@ class Ingest:
 
     def accounts(self) -> dict[str, int]:
         """Rows ingested, dropped as duplicates, dropped by actors (queue full), and lost on the way (a gap no actor
-        explains: e.g. rows a killed learner had ingested after its last checkpoint)."""
+        explains: e.g. rows a killed learner had ingested after its last checkpoint). Every row a stream produced up to
+        its last chunk here is one of: ingested, or in a gap (dropped or lost)."""
         c = self.counts
         return {"ingested_rows": self.rows, "duplicate_rows": c["duplicate_rows"],
                 "actor_dropped_rows": c["actor_dropped_rows"], "lost_rows": max(0, c["gap_rows"] - c["actor_dropped_rows"])}
@@ -56,10 +57,9 @@ class Ingest:
         n = t - skip
         if n == 0:
             return {}
-        dropped = int(meta.get("dropped", 0))
-        if known is not None:
-            self.counts["gap_rows"] += max(0, step0 - known[0])
-            self.counts["actor_dropped_rows"] += max(0, dropped - known[2])
+        dropped = int(meta.get("dropped", 0))  # a stream first seen past its row 0 lost those rows too: they went to a
+        self.counts["gap_rows"] += max(0, step0 - (known[0] if known else 0))  # learner that died, or were dropped
+        self.counts["actor_dropped_rows"] += max(0, dropped - (known[2] if known else 0))
         linked = known is not None and known[0] == step0 + skip
         if not linked:
             first[0] = True  # no known predecessor: start a new chain, drop this row's transition

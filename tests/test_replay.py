@@ -78,6 +78,21 @@ def test_duplicates_are_dropped_and_gaps_break_the_chain():
     assert rows["first"][0] and rows["prev"][0] == 30
 
 
+def test_every_row_of_a_stream_is_ingested_or_counted_in_a_gap_told_apart_by_the_actors_drops():
+    rng = np.random.default_rng(1)
+    st = _stream("a", 100, 100, rng)
+    part = lambda a, b: {k: v[a:b] for k, v in st.items()}  # noqa: E731
+    ingest = Ingest(SPEC)
+    ingest.rows_of(_meta("a", 0), part(0, 20))
+    ingest.rows_of(_meta("a", 10), part(10, 30))  # resent after a reconnect: 10 duplicate rows
+    ingest.rows_of({**_meta("a", 40), "dropped": 10}, part(40, 50))  # rows 30..39: the actor's queue dropped them
+    ingest.rows_of({**_meta("a", 70), "dropped": 10}, part(70, 80))  # rows 50..69: gone with a killed learner
+    ingest.rows_of({**_meta("b", 30), "dropped": 5}, part(30, 40))  # a stream first seen at row 30: 5 dropped, 25 lost
+    assert ingest.accounts() == {"ingested_rows": 50 + 10, "duplicate_rows": 10, "actor_dropped_rows": 15,
+                                 "lost_rows": 20 + 25}
+    assert sum(next_step0 for next_step0, _, _ in ingest.sessions.values()) == ingest.rows + ingest.counts["gap_rows"]
+
+
 @pytest.mark.parametrize("field,value,message", [
     ("obs.x", np.zeros((5, 2), np.float32), r"float32\[5, 2\]"),
     ("reward", np.full(5, np.nan, np.float32), "NaN"),
