@@ -282,9 +282,9 @@ class Trainer:
         self.ingest.load_state(meta["ingest"])
         if ingested > self.ingest.rows:
             log.warning("the last run ingested %d rows after checkpoint %s and was stopped before saving again (killed?): "
-                        "those rows are lost (their actors had them acknowledged; any ingested after the last publication "
-                        "show as lost_rows in the metrics once their actors send again)",
-                        ingested - self.ingest.rows, self.checkpoints.directory / str(step))
+                        "those whose acknowledgement reached their actor are lost, the others come again; lost_rows in "
+                        "the metrics counts them exactly as the actors send again", ingested - self.ingest.rows,
+                        self.checkpoints.directory / str(step))
         saved = Counters(**meta["counters"])
         restored = asdict(saved)
         self.model_restarted = self._model_change(meta, self.checkpoints.layout(step))

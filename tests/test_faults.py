@@ -76,10 +76,7 @@ def test_sigkill_of_each_role_mid_training_loses_nothing_uncounted(tmp_path, mon
         run.start("learner")
         assert wait_for(lambda: "resuming from checkpoint" in (run.dir / "learner.log").read_text(), 120)
         assert wait_for(lambda: run.trained_on(before[-1]["updates"] + 100, len(before)), 180)
-        log = (run.dir / "learner.log").read_text()
-        reported = sum(int(n) for n in re.findall(r"the last run ingested (\d+) rows after checkpoint", log))
-        lost_by_learner = run.rounds()[-1]["lost_rows"]
-        assert lost_by_learner >= reported  # the record beside the checkpoints is written at each publication
+        lost_by_learner = run.rounds()[-1]["lost_rows"]  # what it had acknowledged since its checkpoint
 
         # an actor: the others go on and a new one joins; what the dead one held unacknowledged died with it
         run.kill("actor0")
