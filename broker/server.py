@@ -478,31 +478,15 @@ class Broker:
         if self._weights is not None and peer.policy_version != self._weights[0] and self._send(ident, self._weights[1]):
             peer.policy_version = self._weights[0]
 
-    def _flush(self, batch: int | None = None) -> None:
-        """Forward what the learner has credit for; tell actors what is due: credit once `batch` chunks are owed (and
-        the FIFO has room), acks with it or when `batch` is 1 (every heartbeat / 4), steps and rewinds at once."""
-        batch = self._credit_batch if batch is None else batch
-        room = self._buffered < self.settings.max_buffered
+    def _flush(self) -> None:
+        """Forward what the learner has credit for; tell actors what cannot wait for their next heartbeat: credit once a
+        batch of chunks is owed (and the FIFO has room), steps and rewinds."""
         for ident in list(self._due):
             peer = self.peers.get(ident)
             if peer is None:
                 self._due.discard(ident)
-                continue
-            h: dict[str, Any] = {"n": peer.owed if room and peer.owed >= batch else 0}
-            if peer.acked > peer.ack_sent and (h["n"] or batch == 1):
-                h["ack"] = peer.acked
-            if peer.steps_due:
-                h["steps"] = peer.steps_due
-            if peer.rewind >= 0:
-                h["rewind"] = peer.rewind
-            if (len(h) > 1 or h["n"]) and self._send(ident, make(MsgType.CREDIT, h)):
-                peer.owed -= h["n"]
-                peer.credit += h["n"]
-                peer.ack_sent = h.get("ack", peer.ack_sent)
-                peer.steps_due = 0
-                peer.rewind = -1
-            if not (peer.owed or peer.acked > peer.ack_sent or peer.steps_due or peer.rewind >= 0):
-                self._due.discard(ident)
+            elif peer.owed >= self._credit_batch or peer.steps_due or peer.rewind >= 0:
+                self._tell(ident, peer, self._credit_batch)
         to = self._learner
         learner = self.peers.get(to) if to is not None else None
         while to is not None and learner is not None and learner.credit > 0 and self._buffer:
@@ -522,14 +506,36 @@ class Broker:
         while self._learner is not None and self._episodes and self._send(self._learner, self._episodes[0]):
             self._episodes.popleft()
 
+    def _tell(self, ident: bytes, peer: Peer, batch: int) -> bool:
+        """Send an actor what is due in one CREDIT: credit when `batch` chunks are owed and the FIFO has room, the
+        learner's newest ack, steps, a rewind. Whether something was sent."""
+        room = self._buffered < self.settings.max_buffered
+        h: dict[str, Any] = {"n": peer.owed if room and peer.owed >= batch else 0}
+        if peer.acked > peer.ack_sent:
+            h["ack"] = peer.acked
+        if peer.steps_due:
+            h["steps"] = peer.steps_due
+        if peer.rewind >= 0:
+            h["rewind"] = peer.rewind
+        sent = (len(h) > 1 or h["n"] > 0) and self._send(ident, make(MsgType.CREDIT, h))
+        if sent:
+            peer.owed -= h["n"]
+            peer.credit += h["n"]
+            peer.ack_sent = h.get("ack", peer.ack_sent)
+            peer.steps_due = 0
+            peer.rewind = -1
+        if not (peer.owed or peer.acked > peer.ack_sent or peer.steps_due or peer.rewind >= 0):
+            self._due.discard(ident)
+        return sent
+
     def _chores(self) -> None:
-        """Forget silent peers and stale handshakes, send heartbeats, retry weights that found a full queue,
-        give back credit owed for fewer chunks than a batch (a slow actor's chunks are acked within hb / 4)."""
-        self._flush(batch=1)
+        """Forget silent peers and stale handshakes, retry weights that found a full queue, and send each peer that
+        heard nothing for a heartbeat what is due to it (credit for fewer chunks than a batch, acks), or a HEARTBEAT:
+        a slow actor's chunks are acknowledged within a heartbeat, at one message a heartbeat."""
         for ident, peer in list(self.peers.items()):
             if peer.live.silent():
                 self._forget(ident, f"went silent for {peer.live.interval * peer.live.misses:.0f} s")
-            elif peer.live.heartbeat_due():
+            elif peer.live.heartbeat_due() and not (ident in self._due and self._tell(ident, peer, 1)):
                 self._send(ident, make(MsgType.HEARTBEAT))
             if ident in self.peers and peer.role == "actor":
                 self._give_weights(ident, peer)
