@@ -1,11 +1,13 @@
 """`tmrlx actor` (alias `worker`), `tmrlx test` and `tmrlx expert`: one process, one environment, one policy.
 
 - `actor`: follows the broker's weights (uniform random actions until the first ones arrive),
-  sends samples and episode statistics;
+  sends samples and episode statistics; `--test-episode-interval K` (TMRL's `test_episode_interval`,
+  default 0: none) adds a deterministic test episode after every K training episodes, reported as
+  `mode: "test"`, its samples not sent (see `actor.rollout`);
 - `expert`: a fixed policy from `--weights` (or the newest `RUN_NAME.npz` / `RUN_NAME_<version>.npz`
   in the data folder's `weights/`), sends samples, ignores weight updates;
-- `test`: the deterministic policy (from `--weights`/`weights/`, else the broker's latest), sends
-  nothing, prints each episode's return.
+- `test`: the deterministic policy (from `--weights`/`weights/`, else the broker's latest, taken
+  between episodes), sends nothing, prints each episode's return.
 
 Actors are ZeroMQ clients that only connect out to the broker's `PORT`: they bind no port, so
 any number of them share a machine and `LOCAL_PORT_WORKER` is unused. The loop pins BLAS to one
@@ -36,7 +38,7 @@ FLUSH_S = 5.0  # at exit, how long to wait for queued samples to reach the broke
 
 def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     parser.add_argument("--episodes", type=int, default=None, metavar="N",
-                        help="stop after N episodes (default: run until interrupted)")
+                        help="stop after N episodes, test episodes included (default: run until interrupted)")
     parser.add_argument("--seed", type=int, default=None, help="seed of the first reset and of the action noise")
     if command in ("test", "expert"):
         parser.add_argument("--weights", type=Path, default=None, metavar="PATH",
@@ -46,6 +48,21 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
                         help="threads for the CNN policy's convolutions (default: 2 with 4+ cores, else 1)")
     if command != "test":
         parser.add_argument("--deterministic", action="store_true", help="act with tanh(mu) instead of sampling")
+    if command == "actor":
+        parser.add_argument("--test-episode-interval", type=non_negative, default=0, metavar="K",
+                            help="after every K training episodes, run one test episode: tanh(mu), reported as a "
+                                 "test episode, its samples not sent (default 0: none, as in TMRL)")
+
+
+def non_negative(text: str) -> int:
+    """An integer >= 0 (argparse type)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative: expected an integer >= 0")
+    return value
 
 
 def policy_from_file(cfg: Config, args: argparse.Namespace, spec: Any) -> Any:
@@ -98,13 +115,15 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
         rollout = Rollout(env, spec, client, mode=mode, policy=policy, max_steps=cfg.RW_MAX_SAMPLES_PER_EPISODE,
                           time_step=cfg.ENV.RTGYM_CONFIG.time_step_duration, seed=args.seed, session=session,
                           policy_threads=args.policy_threads, paced=paced,
-                          deterministic=True if mode == "test" else args.deterministic)
+                          deterministic=mode != "test" and args.deterministic,
+                          test_interval=getattr(args, "test_episode_interval", 0))
         if policy is None and mode == "test":
             log.info("no weights file: waiting for the learner's weights from the broker")
             rollout.wait_for_policy(stop)
 
         def on_episode(stats: dict) -> None:
-            print(f"tmrlx {mode}: {_format(stats)}", flush=True)
+            test = "test " if mode == "actor" and stats["mode"] == "test" else ""
+            print(f"tmrlx {mode}: {test}{_format(stats)}", flush=True)
             if client is not None and client.error:  # refused for good (password, layout)
                 stop.set()
 

@@ -7,6 +7,13 @@ over every `CHUNK_SECONDS` (10 steps at TMRL's 20 Hz; 0.5 s keeps the learner fe
 per-step messages) or `CHUNK_MAX_ROWS` rows (a lockstep simulator runs faster than real time),
 and at every episode end. A paced loop (a lockstep environment, which can wait) takes each step on
 the learner's sample credit (`acquire_steps`), sending its partial chunk before it waits.
+
+Test episodes (TMRL's `test_episode_interval`): an actor runs one after every `test_interval` training
+episodes, with the deterministic action `tanh(mu)` of one policy version (weights are swapped in only
+before it starts), and reports it with `mode: "test"`. As in TMRL's `RolloutWorker.run_episode`
+(`collect_samples=False`), its rows are not sent, so they never train: the replay memory holds only
+what the exploring policy did, the learner's sample counts and update-per-sample ratio stay those of
+training, and a paced loop takes no step credit for them (credit is what the learner grants per sample).
 """
 
 from __future__ import annotations
@@ -138,27 +145,37 @@ class WeightsFollower:
 class Rollout:
     """Runs episodes of `env` with the current policy; what it sends and follows depends on the mode.
 
-    - actor: stochastic policy, follows the broker's weights, sends samples and episode stats;
+    - actor: stochastic policy (`deterministic`: tanh(mu)), follows the broker's weights, sends samples and
+      episode stats; with `test_interval` K > 0, a test episode after every K training episodes (once a policy
+      exists: before the first weights there is nothing to test);
     - expert: a fixed `policy` (weights updates ignored), sends samples and episode stats;
-    - test: deterministic policy, follows weights when `client` is given, sends nothing.
+    - test: every episode is a test episode; follows weights (between episodes) when `client` is given, sends
+      nothing.
     Until a policy exists (an actor before the first weights) actions are uniform in [-1, 1].
     """
 
     def __init__(self, env: Any, spec: ObsSpec, client: ActorLink | None, *, mode: str = "actor",
                  policy: Policy | None = None, max_steps: int = 1000, time_step: float = 0.05,
-                 deterministic: bool | None = None, seed: int | None = None, session: str | None = None,
+                 deterministic: bool = False, seed: int | None = None, session: str | None = None,
                  chunk_seconds: float = CHUNK_SECONDS, chunk_rows: int = CHUNK_MAX_ROWS, policy_threads: int | None = None,
-                 paced: bool = False):
+                 paced: bool = False, test_interval: int = 0):
         if mode not in ("actor", "expert", "test"):
             raise ValueError(f"mode is {mode!r}: expected 'actor', 'expert' or 'test'")
         if mode == "expert" and policy is None:
             raise ValueError("expert mode needs a fixed policy (weights file)")
+        if isinstance(test_interval, bool) or not isinstance(test_interval, int) or test_interval < 0:
+            raise ValueError(f"test_interval is {test_interval!r}: expected an integer >= 0 (0: no test episodes)")
+        if test_interval and mode != "actor":
+            raise ValueError(f"test episodes are for actors, not {mode} mode (as in TMRL, experts run none)")
         self.env, self.spec, self.client, self.mode = env, spec, client, mode
         self.policy = policy
         self.max_steps, self.time_step = int(max_steps), float(time_step)
-        self.deterministic = (mode == "test") if deterministic is None else deterministic
+        self.deterministic = deterministic
         self.sender = client if mode != "test" else None  # where samples and episode statistics go
         self.paced = paced and self.sender is not None
+        self.test_interval = test_interval
+        self._since_test = 0  # training episodes since the last test episode
+        self._collecting = False  # this episode's rows are sent (and, paced, take step credit)
         self._budget = 0  # steps the learner allowed and this loop has not taken yet
         self.rng = np.random.default_rng(seed)
         self.noise = NoiseBlock(self.rng, spec.act_dim)
@@ -187,10 +204,12 @@ class Rollout:
         limits = threadpool_limits(1, user_api="blas")
         try:
             while (episodes is None or len(results) < episodes) and not stop.is_set():
-                stats = self.episode(stop)
-                if stats is None and self.paced and not stop.is_set():
+                test = self._test_due()
+                stats = self.episode(stop, test)
+                if stats is None and self.paced and not test and not stop.is_set():
                     break  # no step credit will come: the link was refused for good or closed
                 if stats is not None:
+                    self._since_test = 0 if test else self._since_test + 1
                     results.append(stats)
                     if on_episode is not None:
                         on_episode(stats)
@@ -208,11 +227,21 @@ class Rollout:
             stop.wait(poll_s)
         return self.policy is not None
 
-    def episode(self, stop: threading.Event | None = None) -> dict | None:
-        """One episode; its statistics (None when `stop` cut it short)."""
+    def _test_due(self) -> bool:
+        """A test episode next: every episode in test mode, an actor's after `test_interval` training episodes."""
+        if self.mode != "test" and not (self.test_interval and self._since_test >= self.test_interval):
+            return False
+        self._swap_weights()  # a test episode runs the newest policy built so far, unchanged to its end
+        return self.mode == "test" or self.policy is not None
+
+    def episode(self, stop: threading.Event | None = None, test: bool | None = None) -> dict | None:
+        """One episode (a test episode: `test`, default in test mode only); its statistics (None when `stop` cut it
+        short). A test episode acts with tanh(mu) of the policy it starts with and sends only its statistics."""
+        test = self.mode == "test" if test is None else test
         clock = time.perf_counter
         seed = None if self.seed is None or self.episodes else self.seed
         stop = stop or threading.Event()
+        self._collecting = self.sender is not None and not test
         if not self._take_step(stop):
             return None
         try:
@@ -226,9 +255,10 @@ class Rollout:
         while not (terminated or truncated):
             if stop.is_set() or not self._take_step(stop):
                 return None
-            self._swap_weights()
+            if not test:
+                self._swap_weights()
             t0 = clock()
-            action = self._act(obs)
+            action = self._act(obs, test or self.deterministic)
             inference.append(clock() - t0)
             obs, reward, terminated, truncated, info = self.env.step(action)
             now = clock()
@@ -239,14 +269,14 @@ class Rollout:
             self._add(obs, action, float(reward), bool(terminated), truncated)
         self._flush()
         self.episodes += 1
-        stats = self._stats(total, steps, inference, info)
+        stats = self._stats(total, steps, inference, info, "test" if test else self.mode)
         if self.sender is not None:
             self.sender.send_episode(stats)
         return stats
 
     def _take_step(self, stop: threading.Event) -> bool:
         """Paced: one step of the learner's credit, waiting for more when none is left; False when stopped."""
-        if not self.paced or self.sender is None:
+        if not self.paced or not self._collecting or self.sender is None:
             return True
         if self._budget == 0:
             self._flush()  # the learner may be waiting for exactly these rows
@@ -256,10 +286,10 @@ class Rollout:
         self._budget -= 1
         return True
 
-    def _act(self, obs: Any) -> np.ndarray:
+    def _act(self, obs: Any, deterministic: bool) -> np.ndarray:
         if self.policy is None:
             return self.rng.uniform(-1.0, 1.0, self.spec.act_dim).astype(np.float32)
-        return self.policy.act(obs, None if self.deterministic else self.noise.next())
+        return self.policy.act(obs, None if deterministic else self.noise.next())
 
     def _swap_weights(self) -> None:
         if self.follower is None or self.client is None:
@@ -272,7 +302,7 @@ class Rollout:
             self.policy = new
 
     def _add(self, obs: Any, action: np.ndarray | None, reward: float, terminated: bool, truncated: bool) -> None:
-        if self.sender is None:
+        if not self._collecting:
             return
         if self.writer.n == 0:
             self._chunk_t0 = time.perf_counter()
@@ -284,14 +314,14 @@ class Rollout:
         if self.sender is not None and (chunk := self.writer.flush()) is not None:
             self.sender.send_samples(*chunk)
 
-    def _stats(self, total: float, steps: list[float], inference: list[float], info: Mapping) -> dict:
+    def _stats(self, total: float, steps: list[float], inference: list[float], info: Mapping, mode: str) -> dict:
         dt = np.asarray(steps) if steps else np.zeros(1)
         inf_ms = np.asarray(inference) * 1e3 if inference else np.zeros(1)
         stats: dict[str, Any] = {
             "return": total, "length": len(steps), "mean_step_s": float(dt.mean()), "max_step_s": float(dt.max()),
             "late_steps": int((dt > self.time_step * (1.0 + LATE_TOLERANCE)).sum()),
             "inference_p50_ms": float(np.median(inf_ms)), "inference_max_ms": float(inf_ms.max()),
-            "policy_version": self.version, "mode": self.mode, "session": self.session,
+            "policy_version": self.version, "mode": mode, "session": self.session,
         }
         for key in ("progress", "finished"):
             if key in info:

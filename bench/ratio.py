@@ -11,17 +11,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import secrets
-import tempfile
-import time
-from pathlib import Path
 
-from tmrlx.common.config import load_config
 from tmrlx.common.metrics import read_jsonl
 
-from tmrlx.demo import role_argv, spawn, stop_in_order
-from tmrlx.install import install
+from bench.roles import role_run
 
 
 def main() -> None:
@@ -31,29 +24,13 @@ def main() -> None:
     parser.add_argument("--ratio", type=float, default=20.0, help="MAX_TRAINING_STEPS_PER_ENVIRONMENT_STEP")
     parser.add_argument("--algorithm", default="REDQSAC", choices=("SAC", "REDQSAC"))
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="tmrlx-ratio-") as tmp:
-        os.environ["TMRLX_DATA"] = tmp  # the children inherit it: nothing of this run lands in the user's data
-        install(quiet=True)
-        run_name = f"ratio-{secrets.token_hex(3)}"
-        cfg = load_config(Path(tmp) / "resources" / "config_demo.json", overrides={
-            "RUN_NAME": run_name, "PASSWORD": secrets.token_urlsafe(16), "MAX_EPOCHS": 10_000,
-            "MAX_TRAINING_STEPS_PER_ENVIRONMENT_STEP": args.ratio, "ENVIRONMENT_STEPS_BEFORE_TRAINING": 256,
-            "ROUNDS_PER_EPOCH": 10, "TRAINING_STEPS_PER_ROUND": 400, "UPDATE_BUFFER_INTERVAL": 20,
-            "UPDATE_MODEL_INTERVAL": 200, "ALG": {"ALGORITHM": args.algorithm}})
-        run_dir = Path(tmp) / "logs" / run_name
-        run_dir.mkdir(parents=True, exist_ok=True)
-        cfg_file = run_dir / "config.json"
-        cfg_file.write_text(cfg.to_json())
-        children = [spawn(role, role_argv([role], cfg_file), run_dir) for role in ("broker", "learner")]
-        children += [spawn(f"actor{i}", role_argv(["actor"], cfg_file), run_dir) for i in range(args.actors)]
-        try:
-            deadline = time.monotonic() + args.seconds
-            while time.monotonic() < deadline and all(c.proc.poll() is None for c in children):
-                time.sleep(1.0)
-        finally:
-            stop_in_order(children)
-        dead = [c.name for c in children if c.proc.returncode not in (0, -2, 130)]
-        rounds = [r for r in read_jsonl(run_dir / "metrics.jsonl") if r.get("updates")]
+    overrides = {"MAX_EPOCHS": 10_000, "MAX_TRAINING_STEPS_PER_ENVIRONMENT_STEP": args.ratio,
+                 "ENVIRONMENT_STEPS_BEFORE_TRAINING": 256, "ROUNDS_PER_EPOCH": 10, "TRAINING_STEPS_PER_ROUND": 400,
+                 "UPDATE_BUFFER_INTERVAL": 20, "UPDATE_MODEL_INTERVAL": 200, "ALG": {"ALGORITHM": args.algorithm}}
+    with role_run("ratio", overrides, args.actors) as run:
+        run.wait(args.seconds)
+        dead = run.stop()
+        rounds = [r for r in read_jsonl(run.run_dir / "metrics.jsonl") if r.get("updates")]
     if len(rounds) < 4:
         raise SystemExit(f"only {len(rounds)} training rounds in {args.seconds:g} s (children failed: {dead}): "
                          "give it more --seconds")

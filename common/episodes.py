@@ -23,6 +23,8 @@ FIELDS: dict[str, Field] = {
     "inference_p50_ms": MILLISECONDS.optional(),
     "inference_max_ms": MILLISECONDS.optional(),
     "policy_version": VERSION.optional(),
+    # how the episode was driven; "test": tanh(mu) of one policy version, its samples not sent (an actor's
+    # test episode): the learner logs those as return_test / length_test / lap_test, apart from training's
     "mode": choice("actor", "expert", "test").optional(),
     "session": IDENT.optional(),
     "progress": number(0.0, 1.0).optional(),  # tracks: the share of the lap driven

@@ -54,7 +54,8 @@ class JsonlSink:
 class TerminalSink:
     """A tqdm bar per epoch, its postfix showing the `keys` of the latest record."""
 
-    def __init__(self, keys: Iterable[str] = ("return", "loss_critic", "updates_per_s", "samples_per_s", "updates_per_sample"),
+    def __init__(self, keys: Iterable[str] = ("return", "return_test", "loss_critic", "updates_per_s", "samples_per_s",
+                                              "updates_per_sample"),
                  file=sys.stderr):
         self.keys, self.file, self.bar = tuple(keys), file, None
 
@@ -68,6 +69,7 @@ class TerminalSink:
         if self.bar is None:
             return
         shown = {k: _clean(record[k]) for k in self.keys if k in record}
+        shown = {k: v for k, v in shown.items() if v is not None}  # NaN: nothing to show (no test episode this round)
         self.bar.set_postfix({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in shown.items()}, refresh=False)
         self.bar.update(1)
 

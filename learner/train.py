@@ -80,6 +80,24 @@ def units_per_call(schedule: Schedule, arch: Arch, g: int, platform: str) -> int
     return next((u for u in range(cap, 0, -1) if step % (u * g) == 0), 1)
 
 
+def _mean(values: list[float]) -> float:
+    return float(np.mean(values)) if values else float("nan")
+
+
+def episode_figures(episodes: list[dict]) -> dict[str, float]:
+    """A round's episode figures: training episodes (`return`, `episode_length`) apart from test episodes
+    (`mode` "test": `return_test`, `length_test`, and on tracks `lap_test`, the mean length of the finished
+    ones); means, NaN when the round had none."""
+    train = [e for e in episodes if e.get("mode") != "test"]
+    test = [e for e in episodes if e.get("mode") == "test"]
+    rec = {"episodes": len(train), "return": _mean([e["return"] for e in train]),
+           "episode_length": _mean([e["length"] for e in train]), "episodes_test": len(test),
+           "return_test": _mean([e["return"] for e in test]), "length_test": _mean([e["length"] for e in test])}
+    if any("finished" in e for e in episodes):
+        rec["lap_test"] = _mean([e["length"] for e in test if e.get("finished")])
+    return rec
+
+
 class Trainer:
     """The learner: owns the state, the replay memory and the counters; `run()` trains until done or stopped."""
 
@@ -209,9 +227,7 @@ class Trainer:
                "updates_per_sample": updates / samples if samples else float("nan")}
         eps, self._episodes = self._episodes, []
         c.episodes += len(eps)
-        rec["episodes"] = len(eps)
-        rec["return"] = float(np.mean([e["return"] for e in eps])) if eps else float("nan")
-        rec["episode_length"] = float(np.mean([e["length"] for e in eps])) if eps else float("nan")
+        rec.update(episode_figures(eps))
         if self._infos:
             infos = jax.device_get(self._infos)
             self._infos = []

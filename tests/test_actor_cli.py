@@ -136,3 +136,17 @@ def test_weights_the_learner_saves_are_what_tmrlx_test_runs(tmp_path: Path, monk
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
     assert "policy v1234" in out and "weights/myrun.npz" in err
+
+
+def test_only_actors_take_a_test_episode_interval(capsys) -> None:
+    from tmrlx.cli import ALIASES, build_parser
+
+    def parse(command: str, *args: str):
+        return build_parser(ALIASES.get(command, command)).parse_args([command, *args])
+
+    assert parse("actor").test_episode_interval == 0  # TMRL's default: no test episodes
+    assert parse("worker", "--test-episode-interval", "4").test_episode_interval == 4
+    with pytest.raises(SystemExit):
+        parse("actor", "--test-episode-interval", "-1")
+    assert "-1 is negative: expected an integer >= 0" in capsys.readouterr().err
+    assert not hasattr(parse("expert"), "test_episode_interval") and not hasattr(parse("test"), "test_episode_interval")

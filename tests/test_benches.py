@@ -30,7 +30,7 @@ def _run_without_torch(module: str, *args: str) -> subprocess.CompletedProcess:
 
 def test_every_bench_module_imports_without_torch():
     block = textwrap.dedent(BLOCK_TORCH.split("sys.argv")[0])
-    code = block + "import bench.actor, bench.learner, bench.broker, bench.sim, bench.ratio"
+    code = block + "import bench.actor, bench.learner, bench.broker, bench.sim, bench.ratio, bench.learning"
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
 
@@ -54,3 +54,25 @@ def test_the_learner_bench_fills_its_replay_memory_through_legal_chunks():
 
     spec = spec_from_config(load_config(overrides={"ENV": {"RTGYM_INTERFACE": "TM20LIDAR"}}))
     assert size(filled_replay(spec, 2 * MAX_ROWS + 5)) == 2 * MAX_ROWS + 5
+
+
+def test_the_learning_bench_measures_test_episodes_and_the_scripted_lap():
+    from tmrlx.common.config import load_config
+
+    from bench.learning import scripted_lap_steps, summarise
+    from tmrlx.install import RESOURCES
+
+    def ep(minute, mode="test", finished=False, length=900):
+        return {"t": 1000.0 + 60 * minute, "mode": mode, "finished": finished, "length": length, "samples": 100 * minute}
+
+    log = [ep(1, "actor", True, 300), ep(2, finished=True, length=420), ep(3), ep(4, finished=True, length=400),
+           ep(5, "actor"), ep(6, finished=True, length=380), ep(7), ep(8)]
+    figures = summarise(log, start=1000.0, minutes=10)
+    assert figures["first_solved_min"] == 6.0  # the 3rd finish among the last 5 test episodes; training laps don't count
+    assert figures["test_finish_rate_last_half"] == round(1 / 3, 3) and figures["test_episodes_last_half"] == 3
+    assert figures["best_test_lap_steps"] == 380 and figures["test_episodes"] == 6 and figures["train_episodes"] == 2
+    assert summarise([ep(1, "actor", True)], 1000.0, 10) | {"samples": 0} == {
+        "first_solved_min": None, "test_finish_rate_last_half": None, "best_test_lap_steps": None, "test_episodes": 0,
+        "test_episodes_last_half": 0, "train_episodes": 1, "samples": 0}
+    cfg = load_config(RESOURCES / "config_demo.json")
+    assert 300 < scripted_lap_steps(cfg) < cfg.RW_MAX_SAMPLES_PER_EPISODE  # the easy track: 354 steps when measured

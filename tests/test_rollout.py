@@ -209,6 +209,58 @@ def test_test_mode_is_deterministic_and_sends_nothing() -> None:
     assert returns[0] == returns[1]
 
 
+def test_an_actor_runs_a_deterministic_test_episode_after_every_k_training_episodes_and_sends_only_its_stats() -> None:
+    """TMRL's test_episode_interval: tanh(mu) of one policy version, reported as mode "test", its rows never sent
+    (so they never train; see actor.rollout)."""
+    weights, meta = mlp_weights(MLP_SPEC, seed=7)
+    weights = {k: v * 0.2 for k, v in weights.items()}  # small mu: tanh does not saturate, noise always shows
+    policy = Policy(weights, meta, MLP_SPEC, version=3)
+    client, env = FakeClient(), CounterEnv(MLP_SPEC, length=5)
+    calls: list[int] = []  # the client's latest_weights calls when each episode ended
+    stats = Rollout(env, MLP_SPEC, client, policy=policy, seed=0, test_interval=2, chunk_rows=4, chunk_seconds=60.0).run(
+        episodes=7, on_episode=lambda s: calls.append(client.calls))
+    modes = [s["mode"] for s in stats]
+    assert modes == ["actor", "actor", "test", "actor", "actor", "test", "actor"]
+    assert client.episodes == stats  # test episodes are reported, beside the training ones
+    # weights are looked at once before a test episode, never during it (one policy version per test episode)
+    assert np.diff([0, *calls]).tolist() == [5, 5, 1, 5, 5, 1, 5]
+    rows = all_rows(client.chunks)
+    assert len(rows["reward"]) == 5 * 6  # the rows of the 5 training episodes only: reset + 5 steps each
+    np.testing.assert_array_equal(np.unique(rows["obs.pos"][:, 0]), [0, 1, 3, 4, 6])  # env episodes 2 and 5 were tests
+    assert [int(a["first"][0]) for _, a in client.chunks if a["first"].any()] == [1] * 5
+    # test episodes act with tanh(mu), training episodes with noise: replay each episode's actions on a fresh env
+    for episode, s in enumerate(stats):
+        replay = CounterEnv(MLP_SPEC, length=5)
+        replay.episode = episode - 1
+        obs, _ = replay.reset()
+        actions = env.actions[5 * episode: 5 * episode + 5]
+        deterministic = []
+        for a in actions:
+            mu, _ = policy.heads({k: v[None] for k, v in MLP_SPEC.split(obs).items()})
+            deterministic.append(np.allclose(a, np.tanh(mu[0]), atol=1e-6))
+            obs = replay.step(a)[0]
+        assert all(deterministic) if s["mode"] == "test" else not any(deterministic)
+        assert s["policy_version"] == 3 and s["length"] == 5
+
+
+def test_test_episodes_wait_for_a_policy_and_take_no_step_credit() -> None:
+    # before the first weights there is nothing to test: the actor keeps to training episodes
+    stats = Rollout(CounterEnv(MLP_SPEC, 3), MLP_SPEC, FakeClient(), test_interval=1).run(episodes=3)
+    assert [s["mode"] for s in stats] == ["actor"] * 3
+    # paced: step credit is granted per sample, so a test episode (no samples) takes none
+    weights, meta = mlp_weights(MLP_SPEC, seed=8)
+    client = PacedClient([6, 6])  # exactly the two training episodes' rows: reset + 5 steps each
+    stats = Rollout(CounterEnv(MLP_SPEC, 5), MLP_SPEC, client, policy=Policy(weights, meta, MLP_SPEC), paced=True,
+                    test_interval=1, chunk_seconds=60.0).run(episodes=4)
+    assert [s["mode"] for s in stats] == ["actor", "test", "actor", "test"]
+    assert client.rows_when_asked == [0, 6] and len(all_rows(client.chunks)["reward"]) == 12
+    for bad, match in ((-1, "expected an integer >= 0"), (1.5, "expected an integer >= 0"), (True, "expected an integer")):
+        with pytest.raises(ValueError, match=match):
+            Rollout(CounterEnv(MLP_SPEC), MLP_SPEC, None, test_interval=bad)
+    with pytest.raises(ValueError, match="test episodes are for actors, not expert mode"):
+        Rollout(CounterEnv(MLP_SPEC), MLP_SPEC, None, mode="expert", policy=Policy(weights, meta, MLP_SPEC), test_interval=2)
+
+
 def test_expert_mode_sends_samples_and_ignores_weight_updates() -> None:
     weights, meta = mlp_weights(MLP_SPEC, seed=3)
     other, _ = mlp_weights(MLP_SPEC, seed=4)
