@@ -18,3 +18,17 @@ def setup(command: str, level: int = logging.INFO) -> None:
     logger = logging.getLogger("tmrlx")
     logger.handlers[:] = [handler]
     logger.setLevel(level)
+    # Libraries' warnings go through the root logger, and a library that logs there with no handler makes a plain one
+    # (logging.basicConfig): every tmrlx line would show twice. Plain stderr handlers on the root skip ours.
+    root = logging.getLogger()
+    if not root.handlers:
+        others = logging.StreamHandler(sys.stderr)
+        others.setLevel(logging.WARNING)
+        root.addHandler(others)
+    for h in root.handlers:
+        if type(h) is logging.StreamHandler:
+            h.addFilter(_not_ours)
+
+
+def _not_ours(record: logging.LogRecord) -> bool:
+    return not record.name.startswith("tmrlx")
