@@ -55,6 +55,7 @@ class ActorClient(Link):
         self._steps_cond = threading.Condition()
         self._weights: tuple[int, dict[str, np.ndarray], dict] | None = None
         self._version = -1
+        self._weights_ack = -1  # the version of weights received and not yet acknowledged (-1: none)
         self._sent = self._dropped = self._dropped_rows = self._rows_sent = self._acked = self._resent = 0
         super().__init__(cfg, spec, session, **kwargs)
         self._stream = StreamCounter(self.session)
@@ -176,6 +177,7 @@ class ActorClient(Link):
                     self._steps += header["steps"]
                     self._steps_cond.notify_all()
         elif mtype is MsgType.WEIGHTS:
+            self._weights_ack = header["version"]
             with self._lock:
                 self._version = header["version"]
                 self._weights = (header["version"], arrays, header["meta"])
@@ -192,6 +194,8 @@ class ActorClient(Link):
                     self._spare.append(body)
 
     def _pump(self, sock: zmq.Socket, live: Liveness) -> None:
+        if self._weights_ack >= 0 and self._send(sock, live, make(MsgType.HEARTBEAT, {"version": self._weights_ack})):
+            self._weights_ack = -1  # the broker sends newer weights only after this
         while self._credit > 0:
             with self._lock:
                 if not self._queue or len(self._held) >= self._max_held or self._held_bytes >= self._max_held_bytes:

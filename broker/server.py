@@ -87,7 +87,8 @@ class Peer:
     session: str
     address: str
     live: Liveness
-    policy_version: int = -1  # actor: the weights version it holds
+    policy_version: int = -1  # actor: the weights version it holds (or is being sent)
+    weights_unacked: bool = False  # actor: weights sent and not yet acknowledged: no newer ones until they are
     credit: int = 0  # learner: chunks it can still take; actor: chunks it may still send
     owed: int = 0  # actor: chunks received since its last CREDIT
     acked: int = -1  # actor: highest seq of its chunks the learner ingested
@@ -143,7 +144,7 @@ class Broker:
         self._paced: set[bytes] = set()
         self._allow = self._forwarded = self._granted = 0  # rows: the learner allows, got, paced actors may still make
         self.counts = dict.fromkeys(("samples_in", "bytes_in", "samples_out", "bytes_out", "chunks_in", "chunks_out",
-                                     "rejected", "refused"), 0)
+                                     "weights_out", "rejected", "refused"), 0)
         self._stop = threading.Event()
         self._serving = False
         self._warned: dict[str, float] = {}
@@ -267,7 +268,11 @@ class Broker:
             self._send(ident, make(MsgType.STATE, self.state()))
         elif mtype is MsgType.BYE:
             self._forget(ident, "left")
-        elif mtype is not MsgType.HEARTBEAT:
+        elif mtype is MsgType.HEARTBEAT:
+            if peer.role == "actor" and msg.header.get("version") == peer.policy_version:
+                peer.weights_unacked = False
+                self._give_weights(ident, peer)
+        else:
             self._reject(ident, peer, f"{mtype.name} is not expected from a {peer.role}")
 
     def _reject(self, ident: bytes, peer: Peer | None, reason: str, fatal: bool = False) -> None:
@@ -475,8 +480,13 @@ class Broker:
         return True
 
     def _give_weights(self, ident: bytes, peer: Peer) -> None:
-        if self._weights is not None and peer.policy_version != self._weights[0] and self._send(ident, self._weights[1]):
+        """The newest weights, unless the actor holds them or has not acknowledged the last ones yet: one weights message
+        in flight per actor (a slow or mute one would otherwise pile up every version in its send queue)."""
+        if (self._weights is not None and peer.policy_version != self._weights[0] and not peer.weights_unacked
+                and self._send(ident, self._weights[1])):
             peer.policy_version = self._weights[0]
+            peer.weights_unacked = True
+            self.counts["weights_out"] += 1
 
     def _flush(self) -> None:
         """Forward what the learner has credit for; tell actors what cannot wait for their next heartbeat: credit once a

@@ -249,3 +249,30 @@ def test_refusals_print_peer_text_escaped():
         parse(frames, 1 << 20)
     assert "\x1b" not in str(e.value) and "\\x1b" in str(e.value)
 
+
+
+def test_a_mute_actor_gets_one_weights_message_in_flight_and_the_newest_once_it_acknowledges():
+    with running_broker(CFG) as (broker, cfg):
+        learner = LearnerClient(cfg, SPEC)
+        mute = _authenticated(cfg, "actor", "mute-actor")  # never reads its socket while weights are published
+        for version in range(1, 21):
+            learner.publish_weights(version, *contract_weights(SPEC, float(version)))
+            assert wait_for(lambda v=version: broker.stats()["weights_version"] == v)
+        assert broker.stats()["weights_out"] == 1  # not one per version piling up in its send queue
+        got = []
+        assert wait_for(lambda: mute.poll(100) and got.append(parse(mute.recv_multipart(), 1 << 20)) is None
+                        and any(m is MsgType.WEIGHTS for m, _ in got))
+        [first] = [msg.header["version"] for m, msg in got if m is MsgType.WEIGHTS]
+        mute.send_multipart(encode(int(MsgType.HEARTBEAT), {"version": first}))  # the actor link's acknowledgement
+        newest = []
+        assert wait_for(lambda: mute.poll(100) and (newest.extend(
+            msg.header["version"] for m, msg in [parse(mute.recv_multipart(), 1 << 20)] if m is MsgType.WEIGHTS) or True)
+            and 20 in newest)
+        assert broker.stats()["weights_out"] == 2
+        honest = ActorClient(cfg, SPEC)  # a real actor acknowledges by itself and follows every publication
+        assert wait_for(lambda: honest.stats()["policy_version"] == 20)
+        learner.publish_weights(21, *contract_weights(SPEC, 21.0))
+        assert wait_for(lambda: honest.stats()["policy_version"] == 21)
+        mute.close()
+        for c in (honest, learner):
+            c.close()

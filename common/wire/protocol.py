@@ -73,7 +73,7 @@ SCHEMAS: dict[MsgType, dict[str, Field]] = {
     MsgType.CREDIT: {"n": CREDIT, "ack": VERSION.optional(), "steps": CREDIT.optional(), "rewind": COUNT.optional()},
     MsgType.WEIGHTS: {"version": VERSION, "meta": MAP},  # meta: the weights contract's (checked by the broker)
     MsgType.EPISODE: {"stats": MAP, "session": IDENT.optional()},  # stats: the episode contract's (checked where used)
-    MsgType.HEARTBEAT: {},
+    MsgType.HEARTBEAT: {"version": VERSION.optional()},  # version: from an actor, the WEIGHTS it just received
     MsgType.ERROR: {"reason": REASON, "fatal": FLAG, "retry": FLAG.optional()},
     MsgType.BYE: {},
     # acks: session -> highest seq ingested; allow: the rows this learner connection may receive in total (rate limiter)
