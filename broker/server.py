@@ -140,7 +140,7 @@ class Broker:
         self._episodes: deque[Frames] = deque(maxlen=1000)
         self._checked: dict[bytes, int] = {}  # chunk declarations -> rows, for those that passed the check
         self._sessions: dict[str, bytes] = {}  # actor session -> its connection, to relay the learner's acks
-        self._due: set[bytes] = set()  # actors with credit, acks, steps or a rewind to be told
+        self._urgent: set[bytes] = set()  # actors owed a batch of credit, steps or a rewind (the rest waits for chores)
         self._paced: set[bytes] = set()
         self._allow = self._forwarded = self._granted = 0  # rows: the learner allows, got, paced actors may still make
         self.counts = dict.fromkeys(("samples_in", "bytes_in", "samples_out", "bytes_out", "chunks_in", "chunks_out",
@@ -339,7 +339,7 @@ class Broker:
         for i, p in self.peers.items():
             if p.role == "actor" and p.forwarded > p.acked:
                 p.rewind = p.forwarded
-                self._due.add(i)
+                self._urgent.add(i)
 
     def _actor_slot_free(self) -> bool:
         """Whether NB_WORKERS leaves room for one more actor.
@@ -366,7 +366,8 @@ class Broker:
             return self._reject(ident, peer, "SAMPLES without credit: wait for CREDIT")
         peer.credit -= 1
         peer.owed += 1  # given back even for a rejected chunk: the actor will not send that one again
-        self._due.add(ident)
+        if peer.owed >= self._credit_batch:
+            self._urgent.add(ident)
         if h["session"] != peer.session:
             self.counts["rejected"] += 1
             self._warn("session", f"rejected a chunk of actor {peer.session} claiming session {h['session']!r}")
@@ -394,9 +395,8 @@ class Broker:
         for session, seq in h["acks"].items():
             ident = self._sessions.get(session)
             peer = self.peers.get(ident) if ident is not None else None
-            if ident is not None and peer is not None and seq > peer.acked:
-                peer.acked = seq
-                self._due.add(ident)
+            if peer is not None and seq > peer.acked:
+                peer.acked = seq  # told with the next credit, or within a heartbeat
         if "allow" in h:
             self._allow = h["allow"]
             self._grant()
@@ -417,7 +417,7 @@ class Broker:
                 peer.steps_due += k
                 self._granted += k
                 free -= k
-                self._due.add(ident)
+                self._urgent.add(ident)
 
     def _check(self, msg: Decoded) -> int:
         """Rows of a chunk held to the spec; remembered per distinct declarations (a stream repeats them)."""
@@ -491,12 +491,11 @@ class Broker:
     def _flush(self) -> None:
         """Forward what the learner has credit for; tell actors what cannot wait for their next heartbeat: credit once a
         batch of chunks is owed (and the FIFO has room), steps and rewinds."""
-        for ident in list(self._due):
+        for ident in self._urgent:  # one that found its queue full is told at its next heartbeat
             peer = self.peers.get(ident)
-            if peer is None:
-                self._due.discard(ident)
-            elif peer.owed >= self._credit_batch or peer.steps_due or peer.rewind >= 0:
+            if peer is not None:
                 self._tell(ident, peer, self._credit_batch)
+        self._urgent.clear()
         to = self._learner
         learner = self.peers.get(to) if to is not None else None
         while to is not None and learner is not None and learner.credit > 0 and self._buffer:
@@ -534,8 +533,6 @@ class Broker:
             peer.ack_sent = h.get("ack", peer.ack_sent)
             peer.steps_due = 0
             peer.rewind = -1
-        if not (peer.owed or peer.acked > peer.ack_sent or peer.steps_due or peer.rewind >= 0):
-            self._due.discard(ident)
         return sent
 
     def _chores(self) -> None:
@@ -545,7 +542,7 @@ class Broker:
         for ident, peer in list(self.peers.items()):
             if peer.live.silent():
                 self._forget(ident, f"went silent for {peer.live.interval * peer.live.misses:.0f} s")
-            elif peer.live.heartbeat_due() and not (ident in self._due and self._tell(ident, peer, 1)):
+            elif peer.live.heartbeat_due() and not self._tell(ident, peer, 1):
                 self._send(ident, make(MsgType.HEARTBEAT))
             if ident in self.peers and peer.role == "actor":
                 self._give_weights(ident, peer)
@@ -562,7 +559,7 @@ class Broker:
             self._allow = self._forwarded = 0
         elif self._sessions.get(peer.session) == ident:
             del self._sessions[peer.session]
-        self._due.discard(ident)
+        self._urgent.discard(ident)
         if ident in self._paced:
             self._paced.discard(ident)
             self._granted -= peer.steps
