@@ -491,11 +491,11 @@ class Broker:
     def _flush(self) -> None:
         """Forward what the learner has credit for; tell actors what cannot wait for their next heartbeat: credit once a
         batch of chunks is owed (and the FIFO has room), steps and rewinds."""
-        for ident in self._urgent:  # one that found its queue full is told at its next heartbeat
-            peer = self.peers.get(ident)
+        urgent, self._urgent = self._urgent, set()
+        for ident in urgent:  # one that found its queue full is told at its next heartbeat
+            peer = self.peers.get(ident)  # (a send may find a peer gone and forget it)
             if peer is not None:
                 self._tell(ident, peer, self._credit_batch)
-        self._urgent.clear()
         to = self._learner
         learner = self.peers.get(to) if to is not None else None
         while to is not None and learner is not None and learner.credit > 0 and self._buffer:

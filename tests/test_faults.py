@@ -100,3 +100,5 @@ def test_sigkill_of_each_role_mid_training_loses_nothing_uncounted(tmp_path, mon
         assert int(unacked) == 0, text[-2000:]
         assert sessions[session][0] == int(produced)
     assert len(sessions) >= 3 and final["updates"] > 300
+    print(f"\nrows ingested {final['ingested_rows']}, duplicates dropped {final['duplicate_rows']}, dropped by actors "
+          f"{final['actor_dropped_rows']}, lost with the killed learner {final['lost_rows']}; streams {len(sessions)}")
