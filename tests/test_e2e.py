@@ -83,7 +83,7 @@ def test_demo_reports_a_dead_child_and_stops_the_others(tmp_path):
     r = subprocess.run(_argv(cfg_file, minutes=2), capture_output=True, text=True, cwd=ROOT, env=_env(tmp_path / "d"),
                        timeout=300)
     assert r.returncode == 1
-    assert "actor0 exited with code" in r.stderr and "TrackMania" in r.stderr, r.stderr[-2000:]
+    assert re.search(r"actor\d exited with code", r.stderr) and "TrackMania" in r.stderr, r.stderr[-2000:]  # either dies first
     assert "learner exited" not in r.stderr and "broker exited" not in r.stderr  # those were stopped, not dead
 
 
