@@ -98,7 +98,7 @@ def test_sigkill_of_each_role_mid_training_loses_nothing_uncounted(tmp_path, mon
         text = (run.dir / f"{name}.log").read_text()
         session, produced, unacked = re.search(r"stream (\w+): rows produced (\d+),.* not acknowledged (\d+)", text).groups()
         assert int(unacked) == 0, text[-2000:]
-        assert sessions[session][0] == int(produced)
+        assert sessions.get(session, [0])[0] == int(produced)  # a stream that produced nothing has no entry
     assert len(sessions) >= 3 and final["updates"] > 300
     print(f"\nrows ingested {final['ingested_rows']}, duplicates dropped {final['duplicate_rows']}, dropped by actors "
           f"{final['actor_dropped_rows']}, lost with the killed learner {final['lost_rows']}; streams {len(sessions)}")
