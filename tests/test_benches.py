@@ -28,9 +28,15 @@ def _run_without_torch(module: str, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=600)
 
 
-def test_every_bench_module_imports_without_torch():
+@pytest.mark.parametrize("installed", [True, False])
+def test_every_bench_module_imports_without_torch(installed):
+    """From the repository root, with the editable install's finder or without it (a source tree, or a regular
+    install the root's tmrlx/ folder shadows)."""
     block = textwrap.dedent(BLOCK_TORCH.split("sys.argv")[0])
-    code = block + "import bench.actor, bench.learner, bench.broker, bench.sim, bench.ratio, bench.learning"
+    if not installed:
+        block += "sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in repr(f).lower()]\n"
+    modules = sorted(f"bench.{p.stem}" for p in (ROOT / "bench").glob("*.py") if p.stem != "__init__")
+    code = block + "".join(f"import {m}\n" for m in modules)
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
 
