@@ -189,7 +189,7 @@ class ActorClient(Link):
                 _, frames, _, size = self._held.popleft()
                 self._held_bytes -= size
                 self._acked += 1
-                body = frames[-1]  # libzmq is done with it: the broker answered after receiving it
+                body = frames[-1]  # libzmq is done with it: the learner got it through the broker
                 if len(self._spare) < MAX_SPARE and isinstance(body, bytearray):
                     self._spare.append(body)
 

@@ -61,13 +61,6 @@ COUNT = integer(0, 2**62)  # counters that only grow: sequence numbers, row indi
 VERSION = integer(-1, 2**62)  # a policy version; -1: none yet
 
 
-def seqs(max_entries: int) -> Field:
-    """A map of at most `max_entries` stream identifiers to counters (a learner's acknowledgements)."""
-    return Field(f"a map of at most {max_entries} identifiers to integers in [0, 2**62]",
-                 lambda v: isinstance(v, dict) and len(v) <= max_entries
-                 and all(IDENT.ok(k) and COUNT.ok(n) for k, n in v.items()))
-
-
 def listing(item: Mapping[str, Field], max_len: int) -> Field:
     """A list of at most `max_len` maps, each holding to `item` (a table, e.g. the broker's peers for `tmrlx status`)."""
     return Field(f"a list of at most {max_len} maps with keys {sorted(item)}",
@@ -76,7 +69,8 @@ def listing(item: Mapping[str, Field], max_len: int) -> Field:
 
 
 def counts(max_len: int) -> Field:
-    """A map of at most `max_len` named counters: identifiers to non-negative integers."""
+    """A map of at most `max_len` named counters: identifiers to non-negative integers (the broker's counters, a
+    learner's acknowledgements: actor session -> highest seq)."""
     return Field(f"a map of at most {max_len} identifiers to counts",
                  lambda v: isinstance(v, dict) and len(v) <= max_len
                  and all(IDENT.ok(k) and COUNT.ok(x) for k, x in v.items()))

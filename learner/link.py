@@ -56,8 +56,7 @@ class LearnerClient(Link):
     def poll_samples(self, max_chunks: int | None = None, timeout: float = 0.0) -> list[tuple[dict, dict[str, np.ndarray]]]:
         """(meta, arrays) chunks in arrival order, waiting up to `timeout` s for the first one. Arrays are read-only."""
         with self._cond:
-            for session, seq in self._taken.items():  # the caller ingested what the previous poll returned
-                self._acks[session] = max(seq, self._acks.get(session, -1))
+            _merge(self._acks, self._taken)  # the caller ingested what the previous poll returned
             self._taken = {}
             if not self._inbox and timeout > 0:
                 self._cond.wait_for(lambda: bool(self._inbox), timeout)
@@ -145,8 +144,7 @@ class LearnerClient(Link):
             self._allow_sent = allow
         elif acks:
             with self._cond:
-                for session, seq in acks.items():
-                    self._acks[session] = max(seq, self._acks.get(session, -1))
+                _merge(self._acks, acks)
         with self._lock:
             weights = self._weights
         if weights is not None and weights[0] != self._weights_sent and self._send(sock, live, weights[1]):
@@ -159,3 +157,9 @@ def _rows(arrays: Mapping[str, Any]) -> int:
 
 def _count(rows: float) -> int:
     return 2**62 if math.isinf(rows) else max(0, math.ceil(rows))
+
+
+def _merge(acks: dict[str, int], more: Mapping[str, int]) -> None:
+    """Per session, the highest seq of both."""
+    for session, seq in more.items():
+        acks[session] = max(seq, acks.get(session, -1))

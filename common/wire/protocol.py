@@ -25,7 +25,6 @@ from tmrlx.common.fields import (
     number,
     problems,
     raw,
-    seqs,
     text,
 )
 from tmrlx.common.wire.codec import Decoded, ProtocolError, decode, encode
@@ -77,7 +76,7 @@ SCHEMAS: dict[MsgType, dict[str, Field]] = {
     MsgType.ERROR: {"reason": REASON, "fatal": FLAG, "retry": FLAG.optional()},
     MsgType.BYE: {},
     # acks: session -> highest seq ingested; allow: the rows this learner connection may receive in total (rate limiter)
-    MsgType.ACK: {"acks": seqs(MAX_ACKS), "allow": COUNT.optional()},
+    MsgType.ACK: {"acks": counts(MAX_ACKS), "allow": COUNT.optional()},
     MsgType.STATUS: {},
     MsgType.STATE: {"counts": counts(64), "weights_version": VERSION, "peers": listing(PEER, MAX_LISTED),
                     "problems": listing(PROBLEM, 32)},  # counts: the broker's counters, connected actors, buffered rows
