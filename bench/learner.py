@@ -30,7 +30,7 @@ from tmrlx.common.weights import Arch
 from tmrlx.learner.allocator import OPT_OUT, TUNABLES, reexec_with_tuned_malloc
 from tmrlx.learner.devices import Devices
 from tmrlx.learner.ingest import Ingest, concat_rows
-from tmrlx.learner.replay import init_replay, insert, sample
+from tmrlx.learner.replay import init_replay, insert
 from tmrlx.learner.update import SAC
 
 from bench import tmrl_reference as tmrl
@@ -60,16 +60,18 @@ def flops(compiled) -> float:
 
 
 def update_flops(sac: SAC, state, replay) -> float:
-    """FLOPs per critic update, from loop-free programs (XLA counts a scan body once, not per iteration)."""
-    def critic(st, rep):
-        batch, w = sample(rep, sac.spec, st.key, sac.batch_size)
-        return sac.critic_step(st, batch, w, st.key)[0]
+    """FLOPs per critic update, from loop-free programs (XLA counts a scan body once, not per iteration) given their
+    noise: the random draws' integer arithmetic is not the update's maths."""
+    noise = {k: v if k == "eps" else v[-1] for k, v in jax.jit(sac.noise)(state.key, replay).items()}  # the last update's
 
-    def full(st, rep):
-        batch, w = sample(rep, sac.spec, st.key, sac.batch_size)
-        return sac.actor_step(sac.critic_step(st, batch, w, st.key)[0], batch, w, st.key)[0]
+    def critic(st, rep, n):
+        batch, w = sac.sample(rep, n["rows"])
+        return sac.critic_step(st, batch, w, n["eps2"], n.get("subset"))[0]
 
-    f_critic, f_full = (flops(jax.jit(f).lower(state, replay).compile()) for f in (critic, full))
+    def full(st, rep, n):
+        return sac.actor_step(critic(st, rep, n), *sac.sample(rep, n["rows"]), n["eps"])[0]
+
+    f_critic, f_full = (flops(jax.jit(f).lower(state, replay, noise).compile()) for f in (critic, full))
     return ((sac.g - 1) * f_critic + f_full) / sac.g
 
 
@@ -158,8 +160,9 @@ def plain(cfg, spec, arch, repeats: int) -> float:
     @jax.jit
     def step(state, batch, w):
         key, k1, k2 = jax.random.split(state.key, 3)
-        state, _ = sac.critic_step(state.replace(key=key), batch, w, k1)
-        return sac.actor_step(state, batch, w, k2)[0]
+        eps2, eps = (jax.random.normal(k, (cfg.BATCH_SIZE, spec.act_dim)) for k in (k1, k2))
+        state, _ = sac.critic_step(state.replace(key=key), batch, w, eps2)
+        return sac.actor_step(state, batch, w, eps)[0]
 
     box = [jax.jit(sac.init)(jax.random.PRNGKey(0))]
 
