@@ -22,7 +22,6 @@ import math
 from collections.abc import Mapping
 from typing import Any, cast
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
@@ -31,7 +30,7 @@ from tmrlx.common.config import Config
 from tmrlx.common.specs import ObsSpec
 from tmrlx.common.weights import Arch
 from tmrlx.learner.devices import Devices
-from tmrlx.learner.networks import Actor, critic_ensemble, dummy_inputs, squashed_sample
+from tmrlx.learner.networks import Actor, CriticEnsemble, compiler_options, critic_ensemble, dummy_inputs, squashed_sample
 from tmrlx.learner.replay import RESAMPLE_ROUNDS, Replay, draw_rows, sample_rows
 
 Params = Any  # flax variables: {"params": {...}} as dicts (or FrozenDicts)
@@ -81,7 +80,8 @@ class SAC:
         self.critic_tx = make_optimizer(alg.OPTIMIZER_CRITIC, alg.LR_CRITIC, alg.BETAS_CRITIC, alg.L2_CRITIC)
         self.alpha_tx = optax.adam(alg.LR_ENTROPY)
         self.units_per_call = units_per_call
-        self.run = self.devices.jit(functools.partial(self.block, units=units_per_call), donate_argnums=0)
+        self.run = self.devices.jit(functools.partial(self.block, units=units_per_call), donate_argnums=0,
+                                    compiler_options=compiler_options(arch, self.devices.platform))
 
     @property
     def updates_per_call(self) -> int:
@@ -102,9 +102,9 @@ class SAC:
         return cast(tuple[jax.Array, jax.Array], self.actor_net.apply(actor, o))
 
     @staticmethod
-    def q(critics: nn.Module, params: Params, o: Mapping[str, jax.Array], a: jax.Array) -> jax.Array:
+    def q(critics: CriticEnsemble, params: Params, o: Mapping[str, jax.Array], a: jax.Array) -> jax.Array:
         """(critics, B) Q values of a stacked critic ensemble."""
-        return cast(jax.Array, critics.apply(params, o, a))
+        return critics.apply(params, o, a)
 
     # ---- losses (pure; noise and target subset given, so tests can recompute them) ----
     def critic_loss(self, critic, target, actor, log_alpha, batch, w, eps2, subset):
