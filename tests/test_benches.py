@@ -54,3 +54,20 @@ def test_the_learner_bench_fills_its_replay_memory_through_legal_chunks():
 
     spec = spec_from_config(load_config(overrides={"ENV": {"RTGYM_INTERFACE": "TM20LIDAR"}}))
     assert size(filled_replay(spec, 2 * MAX_ROWS + 5)) == 2 * MAX_ROWS + 5
+
+
+def test_the_profile_counts_the_flops_of_dots_and_convolutions_as_xla_does():
+    import jax
+    import jax.numpy as jnp
+
+    from bench.profile import hlo_ops
+
+    x, k, w = jnp.ones((8, 16, 16, 4)), jnp.ones((4, 4, 4, 6)), jnp.ones((6 * 7 * 7, 5))
+
+    def f(x, k, w):
+        h = jax.lax.conv_general_dilated(x, k, (2, 2), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        return h.reshape(8, -1) @ w
+
+    compiled = jax.jit(f).lower(x, k, w).compile()
+    expected = 2 * 8 * 7 * 7 * 6 * (4 * 4 * 4) + 2 * 8 * 5 * (6 * 7 * 7)
+    assert sum(flops for flops, _ in hlo_ops(compiled.as_text()).values()) == expected
