@@ -107,11 +107,12 @@ class SAC:
         return critics.apply(params, o, a)
 
     # ---- losses (pure; noise and target subset given, so tests can recompute them) ----
-    def critic_loss(self, critic, target, actor, log_alpha, batch, w, eps2, subset):
+    def critic_loss(self, critic, target, actor, log_alpha, batch, w, eps2, subset=None):
+        """TMRL's critic loss; `subset` is the target critics' indices (None: all of them)."""
         o, o2 = self.spec.normalise(batch["o"]), self.spec.normalise(batch["o2"])
         mu2, log_std2 = self.pi(actor, o2)
         a2, logp2 = squashed_sample(mu2, log_std2, eps2)
-        sub = jax.tree.map(lambda p: p[subset], target)
+        sub = target if subset is None else jax.tree.map(lambda p: p[subset], target)
         q_targ = self.q(self.subset_critics, sub, o2, a2).min(axis=0)
         alpha = jnp.exp(log_alpha)
         backup = batch["r"] + self.gamma * (1.0 - batch["terminated"].astype(jnp.float32)) * (q_targ - alpha * logp2)
@@ -150,7 +151,6 @@ class SAC:
 
     def critic_step(self, state: TrainState, batch, w, eps2, subset=None):
         """One critic update; `subset` is the target critics' indices (None: all of them)."""
-        subset = jnp.arange(self.n) if subset is None else subset
         grad_fn = jax.grad(self.critic_loss, has_aux=True)
         grads, info = grad_fn(state.critic, state.target, state.actor, state.log_alpha, batch, w, eps2, subset)
         with jax.named_scope("critic_opt"):
