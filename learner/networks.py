@@ -99,12 +99,44 @@ def xla_conv(x: jnp.ndarray, kernel: jnp.ndarray, s: int) -> jnp.ndarray:
 def conv(x: jnp.ndarray, kernel: jnp.ndarray, s: int) -> jnp.ndarray:
     """VALID convolution of NHWC `x` by an HWIO `kernel` with stride `s`: `xla_conv`, whose forward and gradients
     YNNPACK runs on the CPU at 3-6x the speed of the patches and shifted-window matmuls used before (batch 256, one
-    core, TMRL's CNN: a trunk's forward 166 -> 47 ms, with its kernel gradients 1276 -> 458 ms). A layer on a few
-    input channels (the first: 4 frames) gets its kernel gradient as a matmul of the patches instead
-    (`_few_channel_conv`): YNNPACK's is slow there (168 -> 88 ms for TMRL's first layer)."""
+    core, TMRL's CNN: a trunk's forward 166 -> 47 ms, with its kernel gradients 1276 -> 458 ms). Two gradients go
+    another way: a layer on a few input channels (the first: 4 frames) gets its kernel gradient as a matmul of the
+    patches (`_few_channel_conv`: 168 -> 88 ms for TMRL's first layer), and a strided layer its input gradient
+    through `space_to_depth_conv` (`_strided_conv`: a stride-1 convolution's, not XLA's dilated one: a trunk's
+    gradient 344 -> 313 ms)."""
     if s * s * x.shape[-1] < 128:
         return _few_channel_conv(x, kernel, s)
+    if s > 1 and kernel.shape[0] % s == 0:
+        return _strided_conv(x, kernel, s)
     return xla_conv(x, kernel, s)
+
+
+def space_to_depth_conv(x: jnp.ndarray, kernel: jnp.ndarray, s: int) -> jnp.ndarray:
+    """`xla_conv(x, kernel, s)` computed with stride 1: x's s x s blocks moved to channels turn a k = m*s kernel into
+    an m x m one on s*s*c channels."""
+    k, _, c, out = kernel.shape
+    b, h, w, _ = x.shape
+    m, hb, wb = k // s, (h - k) // s + k // s, (w - k) // s + k // s  # kernel and input in blocks
+    y = x[:, :hb * s, :wb * s].reshape(b, hb, s, wb, s, c).transpose(0, 1, 3, 2, 4, 5).reshape(b, hb, wb, s * s * c)
+    blocks = kernel.reshape(m, s, m, s, c, out).transpose(0, 2, 1, 3, 4, 5).reshape(m, m, s * s * c, out)
+    return xla_conv(y, blocks, 1)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _strided_conv(x: jnp.ndarray, kernel: jnp.ndarray, s: int) -> jnp.ndarray:
+    return xla_conv(x, kernel, s)
+
+
+def _strided_conv_fwd(x: jnp.ndarray, kernel: jnp.ndarray, s: int):
+    return xla_conv(x, kernel, s), (x, kernel)
+
+
+def _strided_conv_bwd(s: int, res: tuple[jnp.ndarray, jnp.ndarray], g: jnp.ndarray):
+    x, kernel = res
+    return jax.vjp(lambda v: space_to_depth_conv(v, kernel, s), x)[1](g)[0], jax.vjp(lambda v: xla_conv(x, v, s), kernel)[1](g)[0]
+
+
+_strided_conv.defvjp(_strided_conv_fwd, _strided_conv_bwd)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
