@@ -1,7 +1,8 @@
 """Learner benchmark: fused SAC / REDQ updates/s vs the plain way and vs the FLOP ceiling (`just bench learner`).
 
 The FLOP ceiling is the update's FLOPs (XLA cost analysis) against the jitted matmul GFLOP/s measured
-in the same run. "Plain" is one jitted step per Python call on a batch sampled on the host. With several
+in the same run; `*_overhead_ms` is the measured time per update minus that FLOP-bound time, the figure that
+boxes of different speeds can compare. "Plain" is one jitted step per Python call on a batch sampled on the host. With several
 devices visible, `sac_mlp_updates_per_s_devices_{n}` is the fused SAC block data parallel on n of them. "tmrl_*" is
 TMRL itself re-created in PyTorch (`bench.tmrl_reference`), timed in the same run when torch is installed:
 as users run it, in a child process with glibc's default malloc, while tmrlx runs as `tmrlx learner` does
@@ -29,7 +30,7 @@ from tmrlx.common.weights import Arch
 from tmrlx.learner.allocator import OPT_OUT, TUNABLES, reexec_with_tuned_malloc
 from tmrlx.learner.devices import Devices
 from tmrlx.learner.ingest import Ingest, concat_rows
-from tmrlx.learner.replay import init_replay, insert, sample
+from tmrlx.learner.replay import init_replay, insert
 from tmrlx.learner.update import SAC
 
 from bench import tmrl_reference as tmrl
@@ -59,17 +60,24 @@ def flops(compiled) -> float:
 
 
 def update_flops(sac: SAC, state, replay) -> float:
-    """FLOPs per critic update, from loop-free programs (XLA counts a scan body once, not per iteration)."""
-    def critic(st, rep):
-        batch, w = sample(rep, sac.spec, st.key, sac.batch_size)
-        return sac.critic_step(st, batch, w, st.key)[0]
+    """FLOPs per critic update, from loop-free programs (XLA counts a scan body once, not per iteration) given their
+    noise: the random draws' integer arithmetic is not the update's maths."""
+    noise = {k: v if k == "eps" else v[-1] for k, v in jax.jit(sac.noise)(state.key, replay).items()}  # the last update's
 
-    def full(st, rep):
-        batch, w = sample(rep, sac.spec, st.key, sac.batch_size)
-        return sac.actor_step(sac.critic_step(st, batch, w, st.key)[0], batch, w, st.key)[0]
+    def critic(st, rep, n):
+        batch, w = sac.sample(rep, n["rows"])
+        return sac.critic_step(st, batch, w, n["eps2"], n.get("subset"))[0]
 
-    f_critic, f_full = (flops(jax.jit(f).lower(state, replay).compile()) for f in (critic, full))
+    def full(st, rep, n):
+        return sac.actor_step(critic(st, rep, n), *sac.sample(rep, n["rows"]), n["eps"])[0]
+
+    f_critic, f_full = (flops(jax.jit(f).lower(state, replay, noise).compile()) for f in (critic, full))
     return ((sac.g - 1) * f_critic + f_full) / sac.g
+
+
+def overhead_ms(updates_per_s: float, flops_per_update: float, gflops: float) -> float:
+    """Measured ms per update minus its FLOP-bound ms: what boxes of different speeds can compare."""
+    return 1e3 / updates_per_s - 1e3 * flops_per_update / (gflops * 1e9)
 
 
 def filled_replay(spec, rows: int, seed: int = 0):
@@ -152,8 +160,9 @@ def plain(cfg, spec, arch, repeats: int) -> float:
     @jax.jit
     def step(state, batch, w):
         key, k1, k2 = jax.random.split(state.key, 3)
-        state, _ = sac.critic_step(state.replace(key=key), batch, w, k1)
-        return sac.actor_step(state, batch, w, k2)[0]
+        eps2, eps = (jax.random.normal(k, (cfg.BATCH_SIZE, spec.act_dim)) for k in (k1, k2))
+        state, _ = sac.critic_step(state.replace(key=key), batch, w, eps2)
+        return sac.actor_step(state, batch, w, eps)[0]
 
     box = [jax.jit(sac.init)(jax.random.PRNGKey(0))]
 
@@ -218,8 +227,10 @@ def main() -> None:
 
     units = 50 if gpu else 10
     ups, f = fused(lidar, spec, arch, units, 10 if gpu else 5)
-    out.update(sac_mlp_updates_per_s=ups, sac_mlp_flop_bound_updates_per_s=gflops * 1e9 / f, sac_mlp_gflop_per_update=f / 1e9)
-    print(f"SAC lidar MLP fused x{units}: {ups:.1f} updates/s (ceiling {gflops * 1e9 / f:.1f}; {f / 1e9:.3f} GFLOP/update)")
+    out.update(sac_mlp_updates_per_s=ups, sac_mlp_flop_bound_updates_per_s=gflops * 1e9 / f, sac_mlp_gflop_per_update=f / 1e9,
+               sac_mlp_overhead_ms=overhead_ms(ups, f, gflops))
+    print(f"SAC lidar MLP fused x{units}: {ups:.1f} updates/s (ceiling {gflops * 1e9 / f:.1f}, {ups * f / gflops / 1e7:.0f}%; "
+          f"{f / 1e9:.3f} GFLOP/update; overhead {out['sac_mlp_overhead_ms']:.2f} ms/update)")
     if len(jax.devices()) > 1:
         out.update(sac_mlp_updates_per_s_devices_1=ups, **data_parallel(lidar, spec, arch, units, 10 if gpu else 5))
     out["sac_mlp_plain_updates_per_s"] = plain(lidar, spec, arch, 30)
@@ -227,16 +238,20 @@ def main() -> None:
 
     redq = lidar.replace({"ALG": {"ALGORITHM": "REDQSAC"}})
     ups, f = fused(redq, spec, arch, 1, 5)
-    out.update(redq_mlp_critic_updates_per_s=ups, redq_mlp_flop_bound_critic_updates_per_s=gflops * 1e9 / f)
-    print(f"REDQ lidar MLP (N10 M2 G20): {ups:.1f} critic updates/s (ceiling {gflops * 1e9 / f:.1f})")
+    out.update(redq_mlp_critic_updates_per_s=ups, redq_mlp_flop_bound_critic_updates_per_s=gflops * 1e9 / f,
+               redq_mlp_overhead_ms=overhead_ms(ups, f, gflops))
+    print(f"REDQ lidar MLP (N10 M2 G20): {ups:.1f} critic updates/s (ceiling {gflops * 1e9 / f:.1f}, "
+          f"{ups * f / gflops / 1e7:.0f}%; overhead {out['redq_mlp_overhead_ms']:.2f} ms/critic update)")
 
     if not args.skip_cnn:
         full = load_config(overrides={**base, "ENV": {"RTGYM_INTERFACE": "TM20FULL"}})
         cspec = spec_from_config(full)
         t = time.perf_counter()
         ups, f = fused(full, cspec, Arch.for_spec(cspec), 1, 10 if gpu else 3)
-        out.update(sac_cnn_updates_per_s=ups, sac_cnn_flop_bound_updates_per_s=gflops * 1e9 / f, sac_cnn_gflop_per_update=f / 1e9)
-        print(f"SAC image CNN: {ups:.2f} updates/s (ceiling {gflops * 1e9 / f:.2f}; {f / 1e9:.1f} GFLOP/update; "
+        out.update(sac_cnn_updates_per_s=ups, sac_cnn_flop_bound_updates_per_s=gflops * 1e9 / f, sac_cnn_gflop_per_update=f / 1e9,
+                   sac_cnn_overhead_ms=overhead_ms(ups, f, gflops))
+        print(f"SAC image CNN: {ups:.2f} updates/s (ceiling {gflops * 1e9 / f:.2f}, {ups * f / gflops / 1e7:.0f}%; "
+              f"{f / 1e9:.1f} GFLOP/update; overhead {out['sac_cnn_overhead_ms']:.0f} ms/update; "
               f"{time.perf_counter() - t:.0f} s with compile)")
     if not args.skip_tmrl and not tmrl.available():
         print(tmrl.INSTALL_HINT)

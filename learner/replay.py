@@ -89,21 +89,33 @@ def _chains(replay: Replay, idx: jax.Array, depth: int) -> tuple[jax.Array, jax.
     return jnp.stack(chain), valid
 
 
+def draw_rows(replay: Replay, key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+    """Uniform absolute row numbers among those still in the ring, inside jit: `sample_rows` takes (RESAMPLE_ROUNDS + 1,
+    batch) of them per batch. Drawing many batches' rows in one call costs one random-bits computation, which
+    on the CPU is a loop of its own per call (most of what sampling cost there when each round drew its own)."""
+    cap = replay.data["reward"].shape[0]
+    lo = jnp.maximum(replay.count - cap, 0)
+    return jax.random.randint(key, shape, lo, jnp.maximum(replay.count, lo + 1))
+
+
 def sample(replay: Replay, spec: ObsSpec, key: jax.Array, batch_size: int) -> tuple[dict, jax.Array]:
-    """A uniform batch of transitions, inside jit: ({o, a, r, o2, terminated}, weights).
+    """A uniform batch of transitions, inside jit: `sample_rows` of rows drawn from `key`."""
+    return sample_rows(replay, spec, draw_rows(replay, key, (RESAMPLE_ROUNDS + 1, batch_size)))
+
+
+def sample_rows(replay: Replay, spec: ObsSpec, rows: jax.Array) -> tuple[dict, jax.Array]:
+    """The batch of transitions at `rows[0]` (from `draw_rows`), an unusable draw replaced by the next round's: ({o, a, r,
+    o2, terminated}, weights).
 
     `o`/`o2` are raw parts ({component: (B, [history,] *shape), "act_buf": (B, L, A)}) for
     `spec.normalise`; `weights` is 1 for usable transitions, 0 for the rare draw that stayed unusable.
     """
     cap = replay.data["reward"].shape[0]
     depth = max([c.history for c in spec.components] + [spec.act_buf_len, 1])
-    lo = jnp.maximum(replay.count - cap, 0)
-    keys = jax.random.split(key, RESAMPLE_ROUNDS + 1)
-    draw = lambda k: jax.random.randint(k, (batch_size,), lo, jnp.maximum(replay.count, lo + 1))  # noqa: E731
-    idx = draw(keys[0])
+    idx = rows[0]
     chain, valid = _chains(replay, idx, depth)
-    for k in keys[1:]:
-        idx = jnp.where(valid, idx, draw(k))
+    for redraw in rows[1:]:
+        idx = jnp.where(valid, idx, redraw)
         chain, valid = _chains(replay, idx, depth)
     slots = chain % cap
 
@@ -112,8 +124,8 @@ def sample(replay: Replay, spec: ObsSpec, key: jax.Array, batch_size: int) -> tu
         for c in spec.components:
             field = replay.data[f"obs.{c.name}"]
             if c.history > 1:
-                rows = slots[offset:offset + c.history][::-1]  # oldest first: (history, B)
-                out[c.name] = jnp.moveaxis(field[rows], 0, 1)
+                hist = slots[offset:offset + c.history][::-1]  # oldest first: (history, B)
+                out[c.name] = jnp.moveaxis(field[hist], 0, 1)
             else:
                 out[c.name] = field[slots[offset]]
         acts = replay.data["action"][slots[offset:offset + spec.act_buf_len][::-1]]

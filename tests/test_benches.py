@@ -82,3 +82,20 @@ def test_the_learning_bench_measures_test_episodes_and_the_scripted_lap():
         "test_episodes_last_half": 0, "train_episodes": 1, "samples": 0}
     cfg = load_config(RESOURCES / "config_demo.json")
     assert 300 < scripted_lap_steps(cfg) < cfg.RW_MAX_SAMPLES_PER_EPISODE  # the easy track: 354 steps when measured
+
+
+def test_the_profile_counts_the_flops_of_dots_and_convolutions_as_xla_does():
+    import jax
+    import jax.numpy as jnp
+
+    from bench.profile import hlo_ops
+
+    x, k, w = jnp.ones((8, 16, 16, 4)), jnp.ones((4, 4, 4, 6)), jnp.ones((6 * 7 * 7, 5))
+
+    def f(x, k, w):
+        h = jax.lax.conv_general_dilated(x, k, (2, 2), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        return h.reshape(8, -1) @ w
+
+    compiled = jax.jit(f).lower(x, k, w).compile()
+    expected = 2 * 8 * 7 * 7 * 6 * (4 * 4 * 4) + 2 * 8 * 5 * (6 * 7 * 7)
+    assert sum(flops for flops, _ in hlo_ops(compiled.as_text()).values()) == expected

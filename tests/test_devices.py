@@ -54,7 +54,7 @@ def _blocks(out: Path, alg: str) -> None:
         devices = Devices(jax.devices()[:n])
         sac = SAC(cfg, SPEC, ARCH, units, devices)
         state, replay = devices.put(start), devices.put(host)
-        batch, _ = jax.jit(sac.sample)(replay, jax.random.PRNGKey(1))
+        batch, _ = jax.jit(lambda r, k, sac=sac: sac.sample(r, sac.noise(k, r)["rows"][0]))(replay, jax.random.PRNGKey(1))
         state, info = sac.run(state, replay)
         np.savez(out / f"{n}.npz", **_flat({"state": state, "info": info}))
         leaves = jax.tree.leaves(state)

@@ -76,3 +76,24 @@ def test_null_target_entropy_is_minus_the_action_dimension():
     assert SAC(cfg, SPEC, Arch("mlp", (8, 8))).target_entropy == -2.0
     assert SAC(cfg, spec_from_config(cfg), Arch()).target_entropy == -3.0
     assert SAC(cfg.replace({"ALG": {"TARGET_ENTROPY": -0.5}}), SPEC, Arch("mlp", (8, 8))).target_entropy == -0.5
+
+
+@pytest.mark.parametrize("algorithm", ["SAC", "REDQSAC"])
+def test_a_fused_block_equals_its_units_one_call_each(algorithm):
+    """K units fused in one call draw the same noise and reach the same state as K calls of one unit."""
+    from bench.learner import filled_replay
+
+    spec = ObsSpec((Component("x", (3,), history=2),), act_dim=2, act_buf_len=2)
+    cfg = load_config(overrides={"BATCH_SIZE": 16, "CUDA_TRAINING": False,
+                                 "ALG": {"ALGORITHM": algorithm, "REDQ_N": 4, "REDQ_Q_UPDATES_PER_POLICY_UPDATE": 3,
+                                         "LEARN_ENTROPY_COEF": True}})
+    fused, single = SAC(cfg, spec, Arch("mlp", (8, 8)), 3), SAC(cfg, spec, Arch("mlp", (8, 8)), 1)
+    replay = filled_replay(spec, 600)
+    start = jax.device_get(jax.jit(single.init)(jax.random.PRNGKey(0)))
+    state_f, _ = fused.run(jax.device_put(start), replay)
+    state_s = jax.device_put(start)
+    for _ in range(3):
+        state_s, _ = single.run(state_s, replay)
+    assert int(state_f.updates) == int(state_s.updates) == 3 * fused.g
+    for a, b in zip(jax.tree.leaves(state_f), jax.tree.leaves(state_s)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)

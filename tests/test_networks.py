@@ -30,8 +30,8 @@ def _spec(interface: str):
 
 @pytest.mark.parametrize("shape,k,s", [((2, 13, 13, 5), 4, 2), ((2, 64, 64, 4), 8, 2), ((2, 29, 29, 64), 4, 2),
                                        ((2, 13, 13, 64), 4, 2), ((2, 5, 5, 128), 4, 2), ((2, 9, 9, 64), 3, 2)])
-def test_matmul_conv_and_its_gradients_match_xla_convolution(shape, k, s):
-    """Both ways `conv` computes (patches; space-to-depth shifted matmuls) against XLA's own convolution."""
+def test_conv_and_its_gradients_match_xla_convolution(shape, k, s):
+    """`conv` (with its patch-matmul kernel gradient on few input channels) against XLA's own convolution."""
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.normal(size=shape).astype(np.float32))
     w = jnp.asarray(rng.normal(size=(k, k, shape[-1], 7)).astype(np.float32))
@@ -104,3 +104,15 @@ def test_critic_ensemble_members_differ_and_stack():
     q = ens.apply(params, x, jnp.zeros((4, 3)))
     assert q.shape == (5, 4)
     assert len(np.unique(np.round(np.asarray(q[:, 0]), 6))) == 5
+
+
+def test_cnn_critics_run_one_by_one_and_give_the_vmapped_values():
+    """CNN critics are evaluated member by member (no grouped convolutions), with the stacked parameters of MLP ones."""
+    spec = _spec("TM20FULL")
+    ens = critic_ensemble(spec, Arch.for_spec(spec, hidden=(16, 16)), 3)
+    assert ens.unrolled
+    rng = np.random.default_rng(0)
+    x = {k: rng.uniform(0, 1, v.shape).astype(np.float32) for k, v in dummy_inputs(spec, 2).items()}
+    a = rng.uniform(-1, 1, (2, 3)).astype(np.float32)
+    params = ens.init(jax.random.key(0), x, a)
+    np.testing.assert_allclose(ens.apply(params, x, a), ens.stacked.apply(params, x, a), rtol=1e-4, atol=1e-5)
