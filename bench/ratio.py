@@ -32,8 +32,9 @@ def main() -> None:
         dead = run.stop()
         rounds = [r for r in read_jsonl(run.run_dir / "metrics.jsonl") if r.get("updates")]
     if len(rounds) < 4:
-        raise SystemExit(f"only {len(rounds)} training rounds in {args.seconds:g} s (children failed: {dead}): "
-                         "give it more --seconds")
+        failed = "\n".join(dead) or "none"
+        raise SystemExit(f"only {len(rounds)} training rounds in {args.seconds:g} s: give it more --seconds "
+                         f"(children failed: {failed})")
     first, last = rounds[len(rounds) // 2], rounds[-1]
     du, ds, dt = last["updates"] - first["updates"], last["samples"] - first["samples"], last["t"] - first["t"]
     print(f"{len(rounds)} rounds; second half: {du} updates, {ds} samples in {dt:.1f} s")

@@ -11,7 +11,7 @@ import os
 import secrets
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,16 +32,18 @@ class RoleRun:
     run_dir: Path
     children: list[Child]
 
-    def wait(self, seconds: float) -> None:
-        """Let them run for `seconds`, or until a child exits."""
+    def wait(self, seconds: float, until: Callable[[], bool] = lambda: False) -> None:
+        """Let them run for `seconds`, or until a child exits or `until()` holds (asked every second)."""
         deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline and all(c.proc.poll() is None for c in self.children):
+        while time.monotonic() < deadline and all(c.proc.poll() is None for c in self.children) and not until():
             time.sleep(1.0)
 
     def stop(self) -> list[str]:
-        """Stop them (actors, learner, broker, as the demo does); the names of those that had failed."""
+        """Stop them (actors, learner, broker, as the demo does); the names of those that had failed, each with the
+        end of its log (the data folder goes when the run ends)."""
         stop_in_order(self.children)
-        return [c.name for c in self.children if c.proc.returncode not in STOPPED]
+        return [f"{c.name} (exit code {c.proc.returncode}):\n{c.tail()}" for c in self.children
+                if c.proc.returncode not in STOPPED]
 
 
 def bench_config(data: Path, name: str, overrides: Mapping) -> Config:

@@ -69,6 +69,11 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
     if getattr(args, "wandb", False) and not has_wandb():
         log.error("--wandb needs the wandb package: pip install 'tmrlx[wandb]'")
         return 2
+    # A stop asked for while starting (compiling, restoring) is kept, not raised: a KeyboardInterrupt that lands in a
+    # garbage-collection callback is swallowed, and the learner would then train on until killed.
+    signalled: list[int] = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda signum, _: signalled.append(signum))
     spec = spec_from_config(cfg)
     source = _source(cfg, spec, args)
     checkpoints = Checkpoints(paths.checkpoints_dir() / cfg.RUN_NAME)
@@ -87,6 +92,8 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
             return 2
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: trainer.stop())
+        if signalled:
+            trainer.stop()
         code = trainer.run()
     finally:
         close = getattr(source, "close", None)

@@ -65,7 +65,7 @@ def test_the_learner_bench_fills_its_replay_memory_through_legal_chunks():
 def test_the_learning_bench_measures_test_episodes_and_the_scripted_lap():
     from tmrlx.common.config import load_config
 
-    from bench.learning import scripted_lap_steps, summarise
+    from bench.learning import gym_figures, scripted_lap_steps, summarise
     from tmrlx.install import RESOURCES
 
     def ep(minute, mode="test", finished=False, length=900):
@@ -77,11 +77,19 @@ def test_the_learning_bench_measures_test_episodes_and_the_scripted_lap():
     assert figures["first_solved_min"] == 6.0  # the 3rd finish among the last 5 test episodes; training laps don't count
     assert figures["test_finish_rate_last_half"] == round(1 / 3, 3) and figures["test_episodes_last_half"] == 3
     assert figures["best_test_lap_steps"] == 380 and figures["test_episodes"] == 6 and figures["train_episodes"] == 2
+    assert figures["median_test_lap_last_half"] == 380.0  # the one finished lap of minutes 5-10
+    assert figures["finish_rate_by_window"] == [None, None, 1.0, 0.0, 1.0, None, 1.0, 0.0, 0.0, None]  # per minute
     assert summarise([ep(1, "actor", True)], 1000.0, 10) | {"samples": 0} == {
         "first_solved_min": None, "test_finish_rate_last_half": None, "best_test_lap_steps": None, "test_episodes": 0,
+        "median_test_lap_last_half": None, "finish_rate_by_window": [None] * 10,
         "test_episodes_last_half": 0, "train_episodes": 1, "samples": 0}
     cfg = load_config(RESOURCES / "config_demo.json")
     assert 300 < scripted_lap_steps(cfg) < cfg.RW_MAX_SAMPLES_PER_EPISODE  # the easy track: 354 steps when measured
+
+    gym = [{"return": r, "samples": 200 * (i + 1), "mode": "actor"} for i, r in enumerate([-900, -300, -100, -120])]
+    gym.insert(2, {"return": -5000, "samples": 500, "mode": "test"})  # test episodes don't count
+    assert gym_figures(gym, -200.0, window=2) == {"samples_to_target": 600, "best_mean_return": -110.0, "train_episodes": 4}
+    assert gym_figures(gym[:2], -200.0, window=2)["samples_to_target"] is None
 
 
 def test_the_profile_counts_the_flops_of_dots_and_convolutions_as_xla_does():

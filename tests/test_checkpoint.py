@@ -219,3 +219,20 @@ def test_a_learner_killed_while_saving_resumes_from_the_previous_checkpoint_and_
     last = checkpoints.read_meta(checkpoints.steps()[0])["counters"]
     checkpoints.close()
     assert last["saves"] == meta["counters"]["saves"] + 1 and last["updates"] > meta["counters"]["updates"]
+
+
+@pytest.mark.slow
+def test_a_learner_stopped_while_starting_stops_and_saves(tmp_path):
+    """SIGINT while the learner builds its model (before the training loop) is kept and honoured once the loop starts:
+    raised as KeyboardInterrupt at that moment it could be swallowed (in a garbage-collection callback) or stop the
+    learner without a checkpoint."""
+    proc = _learner(tmp_path, {**TINY, "RUN_NAME": "early", "MAX_EPOCHS": 10_000})
+    try:
+        _lines_until(proc, "training on")  # logged while the trainer is built
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert "stopped, checkpoint saved" in err, err
+    assert (tmp_path / "checkpoints" / "early").is_dir()
