@@ -163,6 +163,8 @@ SCHEMA: tuple[Key, ...] = (
     Key("ALG.BETAS_CRITIC", list, [0.997, 0.997], "critic Adam betas", _pair_of_betas),
     Key("ALG.L2_ACTOR", NUM, 0.0, "actor weight decay", _range(0.0)),
     Key("ALG.L2_CRITIC", NUM, 0.0, "critic weight decay", _range(0.0)),
+    Key("ALG.CRITIC_LAYER_NORM", bool, False, "tmrlx: LayerNorm after each hidden layer of the critics (steadier "
+        "Q values late in training; TMRL's critics have none)", optional=True),
     Key("ENV.RTGYM_INTERFACE", str, "TM20FULL", "environment", interface_problem),
     Key("ENV.WINDOW_WIDTH", int, 256, "game window width (px)", _range(16)),
     Key("ENV.WINDOW_HEIGHT", int, 128, "game window height (px)", _range(16)),

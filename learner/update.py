@@ -74,8 +74,8 @@ class SAC:
         # null is TMRL's default target entropy: minus the action dimension
         self.target_entropy = float(-spec.act_dim if alg.TARGET_ENTROPY is None else alg.TARGET_ENTROPY)
         self.actor_net = Actor(spec, arch)
-        self.critics = critic_ensemble(spec, arch, self.n)
-        self.subset_critics = critic_ensemble(spec, arch, self.m)
+        self.critics = critic_ensemble(spec, arch, self.n, alg.CRITIC_LAYER_NORM)
+        self.subset_critics = critic_ensemble(spec, arch, self.m, alg.CRITIC_LAYER_NORM)
         self.actor_tx = make_optimizer(alg.OPTIMIZER_ACTOR, alg.LR_ACTOR, alg.BETAS_ACTOR, alg.L2_ACTOR)
         self.critic_tx = make_optimizer(alg.OPTIMIZER_CRITIC, alg.LR_CRITIC, alg.BETAS_CRITIC, alg.L2_CRITIC)
         self.alpha_tx = optax.adam(alg.LR_ENTROPY)

@@ -73,7 +73,7 @@ WILD = {**REFERENCE, "DEBUG_MODE": True,
                                  "benchmark_polyak": 0.2, "benchmark_type": "trace", "act_in_obs": True,
                                  "interface": None, "interface_args": []}}}
 OPTIONAL = ["DEBUG_MODE", "TENSORBOARD", "TRAINING_DEVICES", "ENV.LINUX_X_OFFSET", "ENV.LINUX_Y_OFFSET",
-            "ENV.IMG_SCALE_CHECK_ENV",
+            "ENV.IMG_SCALE_CHECK_ENV", "ALG.CRITIC_LAYER_NORM",
             "ENV.RTGYM_CONFIG.benchmark_polyak", "ENV.RTGYM_CONFIG.benchmark_type", "ENV.RTGYM_CONFIG.reset_act_buf",
             "ENV.RTGYM_CONFIG.last_act_on_reset", "ENV.RTGYM_CONFIG.act_in_obs", "ENV.RTGYM_CONFIG.interface",
             "ENV.RTGYM_CONFIG.interface_args"]

@@ -97,3 +97,34 @@ def test_a_fused_block_equals_its_units_one_call_each(algorithm):
     assert int(state_f.updates) == int(state_s.updates) == 3 * fused.g
     for a, b in zip(jax.tree.leaves(state_f), jax.tree.leaves(state_s)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+
+
+def test_critic_layer_norm_normalises_each_hidden_layer_and_bounds_q_far_from_the_data():
+    """ALG.CRITIC_LAYER_NORM: each critic's hidden layers are LayerNorm'd before the ReLU (checked against NumPy), so Q
+    of an action far outside [-1, 1] stays within the head's reach, where a plain critic's grows with the input."""
+    cfg = load_config(overrides={"ALG": {"CRITIC_LAYER_NORM": True}})
+    arch = Arch("mlp", (8, 8))
+    plain, normed = SAC(cfg.replace({"ALG": {"CRITIC_LAYER_NORM": False}}), SPEC, arch), SAC(cfg, SPEC, arch)
+    state = normed.init(jax.random.key(0))
+    p = jax.tree.map(np.asarray, state.critic["params"])
+    assert set(p) == {"hidden_0", "norm_0", "hidden_1", "norm_1", "q"} and p["norm_0"]["scale"].shape == (2, 8)
+    rng = np.random.default_rng(0)
+    o = {"x": rng.normal(size=(4, 3)).astype(np.float32), "act_buf": rng.normal(size=(4, 1, 2)).astype(np.float32)}
+    a = rng.uniform(-1, 1, (4, 2)).astype(np.float32)
+
+    def ln(h, q):
+        h = (h - h.mean(-1, keepdims=True)) / np.sqrt(h.var(-1, keepdims=True) + 1e-6)
+        return h * q["scale"] + q["bias"]
+
+    member = jax.tree.map(lambda v: v[1], p)
+    h = np.concatenate([o["x"], o["act_buf"].reshape(4, -1), a], -1)
+    for i in range(2):
+        h = np.maximum(ln(h @ member[f"hidden_{i}"]["kernel"] + member[f"hidden_{i}"]["bias"], member[f"norm_{i}"]), 0)
+    expected = (h @ member["q"]["kernel"] + member["q"]["bias"])[:, 0]
+    np.testing.assert_allclose(np.asarray(normed.q(normed.critics, state.critic, o, a))[1], expected, rtol=1e-4, atol=1e-5)
+
+    reach = np.abs(member["q"]["kernel"]).sum() * np.sqrt(8) + np.abs(member["q"]["bias"]).sum()
+    far = a * 1e4
+    assert np.all(np.abs(np.asarray(normed.q(normed.critics, state.critic, o, far))) <= reach)
+    plain_state = plain.init(jax.random.key(0))
+    assert np.abs(np.asarray(plain.q(plain.critics, plain_state.critic, o, far))).max() > 100 * reach
