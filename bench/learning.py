@@ -25,12 +25,11 @@ import numpy as np
 from tmrlx.actor.envs import make_env
 from tmrlx.actor.envs.sim.driver import scripted_action
 from tmrlx.actor.envs.sim.track import track_names
-from tmrlx.common.config import Config, load_config
+from tmrlx.common.config import Config
 from tmrlx.common.metrics import read_jsonl
 
 from bench.roles import role_run
-from tmrlx.demo import DEMO_CONFIG, SOLVED_FINISHES, TEST_EPISODE_INTERVAL, actor_role, finishes
-from tmrlx.install import RESOURCES
+from tmrlx.demo import SOLVED_FINISHES, TEST_EPISODE_INTERVAL, actor_role, finishes
 
 
 def scripted_lap_steps(cfg: Config) -> int | None:
@@ -130,8 +129,7 @@ def run_gym(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_track(args: argparse.Namespace) -> dict[str, Any]:
-    kwargs = load_config(RESOURCES / DEMO_CONFIG).ENV.RTGYM_CONFIG.interface_kwargs  # replaced whole by an override
-    overrides = merge(args.config, {"ENV": {"RTGYM_CONFIG": {"interface_kwargs": {**kwargs, "track": args.track}}}})
+    overrides = merge(args.config, {"ENV": {"RTGYM_CONFIG": {"interface_kwargs": {"track": args.track}}}})
     with role_run("learning", overrides, args.actors, actor_role(TEST_EPISODE_INTERVAL)) as run:
         start = time.time()
         scripted = scripted_lap_steps(run.cfg)

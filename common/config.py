@@ -337,14 +337,21 @@ class Config(Section):
 
     @classmethod
     def from_dict(cls, tree: Mapping, base: Config | None = None, require_version: bool = False) -> Config:
-        """Validate `tree` (full or partial) on top of `base` (defaults when None)."""
+        """Validate `tree` (full or partial) on top of `base` (defaults when None). On a base, `interface_kwargs` given
+        for the same interface are merged into the base's (overriding `track` keeps `lockstep`); with a new
+        RTGYM_INTERFACE they replace them (the old interface's options would not fit)."""
         if not isinstance(tree, Mapping):
             raise ConfigError(f"the config must be a JSON object, got {type(tree).__name__}")
         if require_version and "__VERSION__" not in tree:
             raise ConfigError("config key '__VERSION__' is missing: expected a TMRL config version such as '0.6.0'")
         flat = dict(base.flat() if base is not None else ((k.path, k.default) for k in SCHEMA))
         given = set(base._given if base is not None else ())
-        for path, value in _flatten(tree):
+        items = dict(_flatten(tree))
+        interface = "ENV.RTGYM_INTERFACE"
+        same_interface = base is not None and items.get(interface, flat[interface]) == flat[interface]
+        for path, value in items.items():
+            if same_interface and KEYS[path].type is dict and isinstance(value, Mapping):
+                value = {**flat[path], **value}
             flat[path] = _coerce(KEYS[path], value)
             if KEYS[path].optional:
                 given.add(path)

@@ -280,3 +280,16 @@ def test_the_justfile_runs_under_powershell_too():
     sh_only = [line for line in recipe_lines if re.search(r'"\$@"|\$\{|\bshift\b|\$\(|&&|\|\||;\s', line)]
     assert recipe_lines and not sh_only, sh_only
     assert "positional-arguments" not in text
+
+
+def test_interface_kwargs_overrides_merge_for_the_same_interface_and_replace_for_a_new_one():
+    cfg = load_config(overrides={"ENV": {"RTGYM_INTERFACE": "SIMLIDAR",
+                                         "RTGYM_CONFIG": {"interface_kwargs": {"lockstep": True, "track": "easy"}}}})
+    assert cfg.ENV.RTGYM_CONFIG.interface_kwargs == {"lockstep": True, "track": "easy"}  # a new interface: replaced
+    medium = cfg.replace({"ENV": {"RTGYM_CONFIG": {"interface_kwargs": {"track": "medium"}}}})
+    assert medium.ENV.RTGYM_CONFIG.interface_kwargs == {"lockstep": True, "track": "medium"}
+    same = cfg.replace({"ENV": {"RTGYM_INTERFACE": "SIMLIDAR", "RTGYM_CONFIG": {"interface_kwargs": {"seed": 1}}}})
+    assert same.ENV.RTGYM_CONFIG.interface_kwargs == {"lockstep": True, "track": "easy", "seed": 1}
+    gym = cfg.replace({"ENV": {"RTGYM_INTERFACE": "GYM:Pendulum-v1", "RTGYM_CONFIG": {"interface_kwargs": {"lockstep": True}}}})
+    assert gym.ENV.RTGYM_CONFIG.interface_kwargs == {"lockstep": True}
+    assert cfg.ENV.RTGYM_CONFIG.interface_kwargs == {"lockstep": True, "track": "easy"}  # the base is unchanged
