@@ -31,7 +31,8 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
     tty = sys.stderr.isatty()
     files = raise_open_files()
     broker = Broker(cfg)
-    signal.signal(signal.SIGTERM, lambda *_: broker.stop())
+    for sig in (signal.SIGINT, signal.SIGTERM):  # SIGINT too: a process started in the background inherits it ignored
+        signal.signal(sig, lambda *_: broker.stop())
     log.info("listening on %s:%d (TLS %s, up to ~%d actors: open-files limit %d)", broker.host, broker.port,
              "on" if cfg.TLS else "off", max(0, files - 64), files)
     if broker.host in LOOPBACK:

@@ -15,10 +15,25 @@ from tmrlx.learner.link import LearnerClient
 from tmrlx.testing import contract_weights, free_port, numbered_chunk, rows_of, wait_for
 
 
-def start_broker(port, data_dir):
+def start_broker(port, data_dir, **popen):
     env = {**os.environ, "TMRLX_DATA": str(data_dir)}
     return subprocess.Popen([sys.executable, "-m", "tmrlx", "broker", "--port", str(port),
-                             "--env.rtgym-interface", "SIMLIDAR"], env=env, stderr=subprocess.PIPE, text=True)
+                             "--env.rtgym-interface", "SIMLIDAR"], env=env, stderr=subprocess.PIPE, text=True, **popen)
+
+
+def test_a_broker_started_in_the_background_still_stops_on_sigint(tmp_path):
+    """A shell starts background jobs with SIGINT ignored (`tmrlx demo &`): the broker must not inherit that, or the
+    demo's Ctrl+C-style stop waits for its timeout and kills it."""
+    proc = start_broker(free_port(), tmp_path, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    try:
+        line = proc.stderr.readline()
+        while "listening on" not in line:
+            assert line, "the broker exited before listening"
+            line = proc.stderr.readline()
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 0
+    finally:
+        proc.kill()
 
 
 def collect_rows(learner, session, want, timeout=30.0):
