@@ -52,31 +52,45 @@ class JsonlSink:
 
 
 class TerminalSink:
-    """A tqdm bar per epoch, its postfix showing the `keys` of the latest record."""
+    """A tqdm bar per epoch, its postfix showing the `keys` of the latest record. Where the output is not a terminal
+    (a log file, a pipe), one line per epoch instead: a bar's redraws would fill the file."""
 
     def __init__(self, keys: Iterable[str] = ("return", "return_test", "loss_critic", "updates_per_s", "samples_per_s",
                                               "updates_per_sample"),
                  file=sys.stderr):
         self.keys, self.file, self.bar = tuple(keys), file, None
+        self.plain = not getattr(file, "isatty", lambda: False)()
+        self.epoch, self.rounds = 0, 0
+        self.shown: dict[str, Any] = {}
 
     def start_epoch(self, epoch: int, rounds: int) -> None:
-        from tqdm import tqdm
-
         self.close()
-        self.bar = tqdm(total=rounds, desc=f"epoch {epoch}", file=self.file, leave=True, dynamic_ncols=True)
+        self.epoch = epoch
+        if not self.plain:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=rounds, desc=f"epoch {epoch}", file=self.file, leave=True, dynamic_ncols=True)
 
     def write(self, record: Mapping[str, Any]) -> None:
-        if self.bar is None:
-            return
         shown = {k: _clean(record[k]) for k in self.keys if k in record}
         shown = {k: v for k, v in shown.items() if v is not None}  # NaN: nothing to show (no test episode this round)
-        self.bar.set_postfix({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in shown.items()}, refresh=False)
-        self.bar.update(1)
+        text = {k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in shown.items()}
+        if self.plain:
+            self.rounds += 1
+            self.shown.update(text)  # a figure missing from the last round (return_test) keeps its latest value
+        elif self.bar is not None:
+            self.bar.set_postfix(text, refresh=False)
+            self.bar.update(1)
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+        if self.rounds:
+            figures = ", ".join(f"{k}={v}" for k, v in self.shown.items())
+            self.file.write(f"epoch {self.epoch}: {self.rounds} rounds, {figures}\n")
+            self.file.flush()
+            self.rounds, self.shown = 0, {}
 
 
 class TensorBoardSink:

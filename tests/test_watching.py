@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from tmrlx.common.config import load_config
-from tmrlx.common.metrics import TensorBoardSink, WandbSink
+from tmrlx.common.metrics import TensorBoardSink, TerminalSink, WandbSink
 from tmrlx.learner import main as learner_main
 
 from tmrlx.testing import wait_for
@@ -116,3 +116,17 @@ def test_tensorboard_can_be_turned_off(tmp_path, monkeypatch):
     assert [type(s).__name__ for s in sinks] == ["JsonlSink"]
     sinks[0].close()
     assert not list((tmp_path / "logs" / "watched").glob("events.out.tfevents.*"))
+
+
+def test_the_terminal_bar_is_one_line_per_epoch_where_the_output_is_not_a_terminal():
+    import io
+
+    out = io.StringIO()  # a log file or a pipe: no bar redraws
+    sink = TerminalSink(keys=("return", "return_test", "updates_per_s"), file=out)
+    for epoch in range(2):
+        sink.start_epoch(epoch, rounds=10)
+        for r in range(10):
+            sink.write({"return": float(r), "updates_per_s": 100.0 + r, **({"return_test": 5.0} if r == 3 else {})})
+    sink.close()
+    assert out.getvalue().splitlines() == [f"epoch {e}: 10 rounds, return=9, updates_per_s=109, return_test=5"
+                                           for e in range(2)]
