@@ -21,8 +21,6 @@ from tmrlx.common.config import Config, load_config
 from tmrlx.demo import DEMO_CONFIG, Child, role_argv, spawn, stop_in_order
 from tmrlx.install import install
 
-STOPPED = (0, -2, 130)  # exit codes of a child stopped by SIGINT
-
 
 @dataclass
 class RoleRun:
@@ -39,11 +37,13 @@ class RoleRun:
             time.sleep(1.0)
 
     def stop(self) -> list[str]:
-        """Stop them (actors, learner, broker, as the demo does); the names of those that had failed, each with the
-        end of its log (the data folder goes when the run ends)."""
+        """Stop them (actors, learner, broker, as the demo does); those that had died before, each with the end of its
+        log (the data folder goes when the run ends). One that had to be killed at the stop is only logged: the run's
+        figures stand."""
+        dead = [f"{c.name} (exit code {c.proc.returncode}):\n{c.tail()}" for c in self.children
+                if c.proc.poll() is not None]
         stop_in_order(self.children)
-        return [f"{c.name} (exit code {c.proc.returncode}):\n{c.tail()}" for c in self.children
-                if c.proc.returncode not in STOPPED]
+        return dead
 
 
 def bench_config(data: Path, name: str, overrides: Mapping) -> Config:
