@@ -9,8 +9,8 @@ first held: 3 of the last 5 test episodes finished; null: never), test_finish_ra
 test episodes over the second half of the run), best_test_lap_steps (the shortest finished test episode),
 scripted_lap_steps, and the counts behind them.
 
-`--env GYM:<id>` trains a Gymnasium env through the same pipeline instead (the demo's learner settings, the
-target entropy at its default) until the mean return of 10 training episodes reaches `--target-return`
+`--env GYM:<id>` trains a Gymnasium env through the same pipeline instead (the demo's learner settings with
+the changes in `GYM`) until the mean return of 10 training episodes reaches `--target-return`
 (-150) or the learner holds `--samples` (8000): samples_to_target (null: not reached), best_mean_return.
 """
 
@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -88,6 +90,13 @@ def last_round(rounds: list[dict]) -> dict[str, float]:
     return {f"final_{k}": round(float(last[k]), 4) for k in ("alpha", "q", "loss_critic", "loss_actor") if k in last}
 
 
+# For Gymnasium control tasks: CleanRL's SAC learning rates (policy 3e-4, Q 1e-3) and target entropy (-act_dim), 2
+# updates per sample (TMRL's key; the limiter holds it with lockstep actors) after 500 samples; the rest (batch 256,
+# gamma 0.99, polyak 0.995, the critics' LayerNorm) as in the demo config. docs/benchmarks.md has what each changed.
+GYM = {"ALG": {"LR_ACTOR": 3e-4, "LR_CRITIC": 1e-3, "TARGET_ENTROPY": None},
+       "MAX_TRAINING_STEPS_PER_ENVIRONMENT_STEP": 2.0, "ENVIRONMENT_STEPS_BEFORE_TRAINING": 500}
+
+
 def gym_figures(episodes: list[dict], target: float, window: int = 10) -> dict[str, Any]:
     """When the mean return of the last `window` training episodes first reached `target` (samples then; None:
     never), and the best such mean."""
@@ -106,10 +115,9 @@ def gym_figures(episodes: list[dict], target: float, window: int = 10) -> dict[s
 def run_gym(args: argparse.Namespace) -> dict[str, Any]:
     """A Gymnasium env through the whole pipeline (broker, learner, actors) with the demo's learner settings: run
     until the learner has `--samples` samples, or the target return is reached, or `--minutes` pass."""
-    limit = {"RW_MAX_SAMPLES_PER_EPISODE": args.episode_steps}
-    overrides = merge({"ENV": {"RTGYM_INTERFACE": args.env, "RTGYM_CONFIG": {
-        "ep_max_length": args.episode_steps, "interface_kwargs": {"lockstep": True}}}, "ALG": {"TARGET_ENTROPY": None},
-        **limit}, args.config)
+    env = {"RTGYM_INTERFACE": args.env, "RTGYM_CONFIG": {"ep_max_length": args.episode_steps,
+                                                         "interface_kwargs": {"lockstep": True}}}
+    overrides = merge(merge(GYM, {"ENV": env, "RW_MAX_SAMPLES_PER_EPISODE": args.episode_steps}), args.config)
     with role_run("learning", overrides, args.actors) as run:
         log = run.run_dir / "episodes.jsonl"
 
@@ -121,6 +129,8 @@ def run_gym(args: argparse.Namespace) -> dict[str, Any]:
         run.wait(60.0 * args.minutes, until=done)
         dead = run.stop()
         episodes = read_jsonl(log)
+        if args.keep:
+            shutil.copytree(run.run_dir, args.keep, dirs_exist_ok=True)
     if dead:
         raise SystemExit("children failed:\n" + "\n".join(dead))
     return {"env": args.env, "target_return": args.target_return, "max_samples": args.samples,
@@ -137,6 +147,8 @@ def run_track(args: argparse.Namespace) -> dict[str, Any]:
         dead = run.stop()
         episodes = read_jsonl(run.run_dir / "episodes.jsonl")
         rounds = read_jsonl(run.run_dir / "metrics.jsonl")
+        if args.keep:
+            shutil.copytree(run.run_dir, args.keep, dirs_exist_ok=True)
     if dead:
         raise SystemExit("children failed:\n" + "\n".join(dead))
     out = {"track": args.track, "minutes": args.minutes, **summarise(episodes, start, args.minutes),
@@ -154,6 +166,8 @@ def main() -> None:
     parser.add_argument("--actors", type=int, default=2, help="actor processes (the demo's 2 by default)")
     parser.add_argument("--config", type=json.loads, default={}, metavar="JSON",
                         help='overrides of the demo config, e.g. \'{"ALG": {"TARGET_ENTROPY": -6}}\' (experiments)')
+    parser.add_argument("--keep", type=Path, metavar="DIR", help="copy the run's logs and metrics there (the data "
+                        "folder is temporary)")
     parser.add_argument("--env", metavar="GYM:ID", help="a Gymnasium env instead of the simulator, e.g. GYM:Pendulum-v1")
     parser.add_argument("--target-return", type=float, default=-150.0, help="with --env: the mean return to reach")
     parser.add_argument("--samples", type=int, default=8000, help="with --env: the most samples to reach it in")
