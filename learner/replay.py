@@ -77,7 +77,7 @@ def size(replay: Replay) -> int:
 
 
 def _chains(replay: Replay, idx: jax.Array, depth: int) -> tuple[jax.Array, jax.Array]:
-    """(depth+1, B) absolute rows idx, prev(idx), prev(prev(idx)), ... and whether the transition is usable."""
+    """(depth+1, *idx.shape) absolute rows idx, prev(idx), prev(prev(idx)), ... and whether each transition is usable."""
     cap = replay.data["reward"].shape[0]
     lo = jnp.maximum(replay.count - cap, 0)
     chain = [idx]
@@ -109,30 +109,27 @@ def sample_rows(replay: Replay, spec: ObsSpec, rows: jax.Array) -> tuple[dict, j
 
     `o`/`o2` are raw parts ({component: (B, [history,] *shape), "act_buf": (B, L, A)}) for
     `spec.normalise`; `weights` is 1 for usable transitions, 0 for the rare draw that stayed unusable.
+    Every round's history chains are followed at once and each field is gathered once for `o`, `o2` and `a` (they
+    overlap by all but one row): on the CPU each gather is an operation of its own, 30 -> 12 per batch.
     """
     cap = replay.data["reward"].shape[0]
     depth = max([c.history for c in spec.components] + [spec.act_buf_len, 1])
-    idx = rows[0]
-    chain, valid = _chains(replay, idx, depth)
-    for redraw in rows[1:]:
-        idx = jnp.where(valid, idx, redraw)
-        chain, valid = _chains(replay, idx, depth)
-    slots = chain % cap
+    chains, valid = _chains(replay, rows, depth)  # every round's at once: (depth+1, rounds, B), (rounds, B)
+    pick = jnp.argmax(valid.at[-1].set(True), axis=0)  # the first usable round, else the last
+    slots = jnp.take_along_axis(chains, pick[None, None], axis=1)[:, 0] % cap  # (depth+1, B)
+    valid = jnp.take_along_axis(valid, pick[None], axis=0)[0]
 
-    def obs(offset: int) -> dict[str, jax.Array]:
-        out = {}
-        for c in spec.components:
-            field = replay.data[f"obs.{c.name}"]
-            if c.history > 1:
-                hist = slots[offset:offset + c.history][::-1]  # oldest first: (history, B)
-                out[c.name] = jnp.moveaxis(field[hist], 0, 1)
-            else:
-                out[c.name] = field[slots[offset]]
-        acts = replay.data["action"][slots[offset:offset + spec.act_buf_len][::-1]]
-        out["act_buf"] = jnp.moveaxis(acts, 0, 1)
-        return out
+    def window(field: str, n: int) -> jax.Array:
+        """(B, n, ...): the field at rows slots[n-1], ..., slots[0] (oldest first)."""
+        return replay.data[field][slots[:n][::-1].T]
 
+    o: dict[str, jax.Array] = {}
+    o2: dict[str, jax.Array] = {}
+    for c in spec.components:
+        w = window(f"obs.{c.name}", c.history + 1)
+        o[c.name], o2[c.name] = (w[:, :-1], w[:, 1:]) if c.history > 1 else (w[:, 0], w[:, 1])
+    acts = window("action", spec.act_buf_len + 1)
+    o["act_buf"], o2["act_buf"] = acts[:, :-1], acts[:, 1:]
     row = slots[0]
-    batch = {"o": obs(1), "o2": obs(0), "a": replay.data["action"][row], "r": replay.data["reward"][row],
-             "terminated": replay.data["terminated"][row]}
+    batch = {"o": o, "o2": o2, "a": acts[:, -1], "r": replay.data["reward"][row], "terminated": replay.data["terminated"][row]}
     return batch, valid.astype(jnp.float32)
