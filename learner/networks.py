@@ -122,13 +122,11 @@ def space_to_depth_conv(x: jnp.ndarray, kernel: jnp.ndarray, s: int) -> jnp.ndar
     return xla_conv(y, blocks, 1)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def _strided_conv(x: jnp.ndarray, kernel: jnp.ndarray, s: int) -> jnp.ndarray:
-    return xla_conv(x, kernel, s)
-
-
-def _strided_conv_fwd(x: jnp.ndarray, kernel: jnp.ndarray, s: int):
-    return xla_conv(x, kernel, s), (x, kernel)
+def _xla_conv_with_backward(bwd):
+    """XLA's convolution forward, `bwd(s, (x, kernel), g)` for its gradients."""
+    conv = jax.custom_vjp(lambda x, kernel, s: xla_conv(x, kernel, s), nondiff_argnums=(2,))
+    conv.defvjp(lambda x, kernel, s: (xla_conv(x, kernel, s), (x, kernel)), bwd)
+    return conv
 
 
 def _strided_conv_bwd(s: int, res: tuple[jnp.ndarray, jnp.ndarray], g: jnp.ndarray):
@@ -136,16 +134,7 @@ def _strided_conv_bwd(s: int, res: tuple[jnp.ndarray, jnp.ndarray], g: jnp.ndarr
     return jax.vjp(lambda v: space_to_depth_conv(v, kernel, s), x)[1](g)[0], jax.vjp(lambda v: xla_conv(x, v, s), kernel)[1](g)[0]
 
 
-_strided_conv.defvjp(_strided_conv_fwd, _strided_conv_bwd)
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def _few_channel_conv(x: jnp.ndarray, kernel: jnp.ndarray, s: int) -> jnp.ndarray:
-    return xla_conv(x, kernel, s)
-
-
-def _few_channel_conv_fwd(x: jnp.ndarray, kernel: jnp.ndarray, s: int):
-    return xla_conv(x, kernel, s), (x, kernel)
+_strided_conv = _xla_conv_with_backward(_strided_conv_bwd)
 
 
 def _few_channel_conv_bwd(s: int, res: tuple[jnp.ndarray, jnp.ndarray], g: jnp.ndarray):
@@ -160,7 +149,7 @@ def _few_channel_conv_bwd(s: int, res: tuple[jnp.ndarray, jnp.ndarray], g: jnp.n
     return jax.vjp(lambda v: xla_conv(v, kernel, s), x)[1](g)[0], dk
 
 
-_few_channel_conv.defvjp(_few_channel_conv_fwd, _few_channel_conv_bwd)
+_few_channel_conv = _xla_conv_with_backward(_few_channel_conv_bwd)
 
 
 NARROW = 16  # a Dense layer with fewer outputs than this computes its kernel gradient as (g^T x)^T (`narrow_dot_general`)
