@@ -117,7 +117,7 @@ def test_the_finish_pop_up_blocks_respawn_until_closed(game, keys):
     assert frames_later(game) and game.respawns == 1 and not game.world.finished
 
 
-def test_keys_drive_only_the_focused_window_and_the_pad_drives_analog(game):
+def test_keys_drive_only_the_focused_window_and_the_pad_presses_pedals_past_the_threshold(game):
     if game.platform == "windows":
         sendinput.send(game.system.user32, [sendinput.key_event(0x11, up=False)])  # W before the window has focus
     else:
@@ -130,8 +130,12 @@ def test_keys_drive_only_the_focused_window_and_the_pad_drives_analog(game):
     assert wait_for(lambda: game.world.controls == (1.0, 0.0, -1.0), 5.0)
     keyboard.close()
     pad = GamepadController(game.system.vgamepad, CLOCK, game.platform)
+    game.world.respawn()
     pad.apply(0.4, 0.0, 0.25)
     assert wait_for(lambda: np.allclose(game.world.controls, (0.4, 0.0, 0.25)), 5.0)
+    assert frames_later(game, 10) and game.world.state().forward_speed == 0.0  # a light trigger is no gas
+    pad.apply(0.8, 0.0, 0.0)
+    assert wait_for(lambda: game.world.state().forward_speed > 1.0, 5.0)
 
 
 def test_sendinput_structures_have_windows_layout():

@@ -65,6 +65,41 @@ def test_a_wall_stops_the_car():
     assert np.hypot(back.x - start[0], back.y - start[1]) < BEFORE_START + w2.track.width / 2
 
 
+def test_pedals_are_on_or_off_as_in_trackmania():
+    """No analog acceleration: a pedal input below PEDAL_ON does nothing, any input above it is the full pedal."""
+    speeds = {}
+    for gas in (0.0, 0.5, 0.7, 1.0):
+        w, clock = world()
+        drive(w, clock, (gas, 0.0, 0.0), 2.0)
+        speeds[gas] = w.state().forward_speed
+    assert speeds[0.0] == speeds[0.5] == 0.0
+    assert speeds[0.7] == speeds[1.0] > 10.0
+    w, clock = world()
+    drive(w, clock, (1.0, 0.0, 0.0), 2.0)
+    drive(w, clock, (0.0, 0.3, 0.0), 0.5)
+    coasting = w.state().forward_speed
+    drive(w, clock, (1.0, 0.0, 0.0), 0.5)
+    assert w.record()[7] == 0.0  # the plugin's "is braking": off below the threshold
+    w2, c2 = world()
+    drive(w2, c2, (1.0, 0.0, 0.0), 2.0)
+    drive(w2, c2, (0.0, 0.0, 0.0), 0.5)
+    assert coasting == w2.state().forward_speed  # a light brake input is no brake
+
+
+def test_the_simulator_interface_maps_actions_as_tmrls_keyboard():
+    """SIM* interfaces press a pedal for any positive action (TMRL's keyboard: gas > 0 forward, brake > 0 back)."""
+    cfg = load_config(overrides={"ENV": {"RTGYM_INTERFACE": "SIMLIDAR"}})
+    env = make_env(cfg)
+    try:
+        world_ = env.interface.backends.controller.world
+        env.reset()
+        for _ in range(20):
+            env.step(np.array([0.05, -0.5, 0.0], np.float32))
+        assert world_.controls[:2] == (1.0, 0.0) and world_.state().forward_speed > 5.0
+    finally:
+        env.close()
+
+
 def run_lockstep(seed: int) -> list:
     cfg = load_config(overrides={"ENV": {"RTGYM_INTERFACE": "SIMLIDARPROGRESS",
                                          "RTGYM_CONFIG": {"interface_kwargs": {"seed": seed}}}})

@@ -5,7 +5,8 @@ the game does: a button or key pressed and released between two frames is never 
 - respawn (gamepad B, or the respawn key held) on its rising edge, unless the finish pop-up is up;
 - the finish pop-up appears when the car crosses the finish line and is drawn over the client area; it
   closes with gamepad A or a left click on its button;
-- the car follows the triggers and the stick (analog) or the keys (binary), as TMRL maps them;
+- the car follows the triggers (a pedal pressed past `sim.world.PEDAL_ON`: the game has no analog pedals) and the
+  stick (analog), or the keys, as TMRL maps them;
 - keys reach the game only while its window is focused (the foreground window / xdotool windowfocus).
 The OpenPlanet plugin is the simulator's TCP server (11 floats per frame while driving), with faults for
 tests: `stall` (connected, silent), `outage` (the plugin gone, back later), `drop` (connections closed).

@@ -65,7 +65,8 @@ class SimController:
         self.rng = np.random.default_rng(seed) if seed is not None else None
 
     def apply(self, gas: float, brake: float, steer: float) -> None:
-        self.world.control(gas, brake, steer)
+        """An action as TMRL's keyboard maps it (gas > 0 presses the gas, brake > 0 the brake), steering analog."""
+        self.world.control(float(gas > 0.0), float(brake > 0.0), steer)
 
     def close_popup(self) -> None:
         """The simulator has no finish pop-up (the emulated TrackMania has one)."""

@@ -1,4 +1,8 @@
-"""A forgiving 2D car: gas, brake (reverse when stopped), analog steering, inertia, drag, grip, walls.
+"""A forgiving 2D car: gas and brake pedals (on or off; brake reverses when stopped), analog steering, inertia,
+drag, grip, walls.
+
+The pedals are on or off as in TrackMania, which has no analog acceleration or braking (an analog input counts
+once past a threshold: `world.PEDAL_ON`); only the steering is analog.
 
 The heading turns like a bicycle model whose yaw rate is capped by the tyres' grip, so the car
 understeers instead of spinning; grip also kills sideways velocity (e.g. after a wall). A wall
@@ -42,21 +46,22 @@ class CarState:
         return self.vx * math.cos(self.heading) + self.vy * math.sin(self.heading)
 
 
-def tick(car: CarState, gas: float, brake: float, steer: float, track: Track) -> bool:
-    """Advance `car` by PHYSICS_DT under the given controls; returns True if it touched a wall."""
+def tick(car: CarState, gas: bool, brake: bool, steer: float, track: Track) -> bool:
+    """Advance `car` by PHYSICS_DT with the pedals pressed or not and `steer` in [-1, 1]; returns True if it touched
+    a wall."""
     dt = PHYSICS_DT
     c, s = math.cos(car.heading), math.sin(car.heading)
     v_long = car.vx * c + car.vy * s
     v_lat = -car.vx * s + car.vy * c  # left-positive
-    gas, brake, steer = min(max(gas, 0.0), 1.0), min(max(brake, 0.0), 1.0), min(max(steer, -1.0), 1.0)
-    a = gas * ACCEL * max(1.0 - v_long / TOP_SPEED, 0.0) - DRAG * v_long * abs(v_long) - ROLLING * v_long
-    if brake > 0.0:
+    steer = min(max(steer, -1.0), 1.0)
+    a = (ACCEL * max(1.0 - v_long / TOP_SPEED, 0.0) if gas else 0.0) - DRAG * v_long * abs(v_long) - ROLLING * v_long
+    if brake:
         if v_long > 0.5:
-            a -= brake * BRAKE
+            a -= BRAKE
         elif v_long > -REVERSE_SPEED:
-            a -= brake * REVERSE_ACCEL
+            a -= REVERSE_ACCEL
     v_long += a * dt
-    if gas == 0.0 and brake == 0.0 and abs(v_long) < 0.05:
+    if not gas and not brake and abs(v_long) < 0.05:
         v_long = 0.0
     yaw = v_long * math.tan(-steer * MAX_STEER) / WHEELBASE  # steer > 0 turns right (clockwise)
     cap = GRIP / max(abs(v_long), 1.0)

@@ -18,6 +18,10 @@ from tmrlx.actor.envs.sim.track import STEP, Track
 
 MAX_POINTS_PER_TICK = int(TOP_SPEED * 1.3 * PHYSICS_DT / STEP) + 1  # centreline points a tick can cover
 MAX_CATCH_UP = 1000  # ticks (10 s): a longer gap (a paused process) is skipped rather than replayed
+# A pedal input (a key: 0 or 1; a trigger: its travel, 0..1) presses the pedal past this point. TrackMania has no
+# analog acceleration or braking; TM2 / TMUF ghosts store the analog pedals on a -65536..65536 axis (released =
+# -65536) that the game treats as off up to ~0x4E00 (ManiaPlanetSharp issue 15), i.e. ~65 % of a trigger's travel.
+PEDAL_ON = 0.65
 
 
 class SimWorld:
@@ -42,6 +46,7 @@ class SimWorld:
             self.wall_hits = 0
 
     def control(self, gas: float, brake: float, steer: float) -> None:
+        """The inputs as the game reads them: pedals in [0, 1] (pressed past PEDAL_ON), steering in [-1, 1]."""
         with self.lock:
             self._sync()
             self.controls = (float(gas), float(brake), float(steer))
@@ -51,13 +56,14 @@ class SimWorld:
         if self._ticks is None or target - self._ticks > MAX_CATCH_UP:  # first use, or a long pause: skip it
             self._ticks = target
         gas, brake, steer = self.controls
+        gas_on, brake_on = gas > PEDAL_ON, brake > PEDAL_ON
         ticks = target - self._ticks
         while self._ticks < target:
             self._ticks += 1
             if self.finished:
                 continue  # the game freezes the car behind the finish line until respawn
             x0, y0 = self.car.x, self.car.y
-            self.wall_hits += tick(self.car, gas, brake, steer, self.track)
+            self.wall_hits += tick(self.car, gas_on, brake_on, steer, self.track)
             self.distance += math.hypot(self.car.x - x0, self.car.y - y0)
         if ticks > 0 and not self.finished:
             self.index = self.track.project(self.car.x, self.car.y, self.index, back=50,
@@ -82,5 +88,5 @@ class SimWorld:
             car, (gas, brake, steer) = self.car, self.controls
             speed = abs(car.forward_speed)
             gear, rpm = gear_and_rpm(speed)
-            return np.array([speed * 3.6, self.distance, car.x, 0.0, car.y, steer, gas, float(brake > 0),
+            return np.array([speed * 3.6, self.distance, car.x, 0.0, car.y, steer, gas, float(brake > PEDAL_ON),
                              float(self.finished), gear, rpm], np.float32)
