@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -130,7 +129,7 @@ def run_gym(args: argparse.Namespace) -> dict[str, Any]:
         dead = run.stop()
         episodes = read_jsonl(log)
         if args.keep:
-            shutil.copytree(run.run_dir, args.keep, dirs_exist_ok=True)
+            run.keep(args.keep)
     if dead:
         raise SystemExit("children failed:\n" + "\n".join(dead))
     return {"env": args.env, "target_return": args.target_return, "max_samples": args.samples,
@@ -148,7 +147,7 @@ def run_track(args: argparse.Namespace) -> dict[str, Any]:
         episodes = read_jsonl(run.run_dir / "episodes.jsonl")
         rounds = read_jsonl(run.run_dir / "metrics.jsonl")
         if args.keep:
-            shutil.copytree(run.run_dir, args.keep, dirs_exist_ok=True)
+            run.keep(args.keep)
     if dead:
         raise SystemExit("children failed:\n" + "\n".join(dead))
     out = {"track": args.track, "minutes": args.minutes, **summarise(episodes, start, args.minutes),
@@ -166,8 +165,8 @@ def main() -> None:
     parser.add_argument("--actors", type=int, default=2, help="actor processes (the demo's 2 by default)")
     parser.add_argument("--config", type=json.loads, default={}, metavar="JSON",
                         help='overrides of the demo config, e.g. \'{"ALG": {"TARGET_ENTROPY": -6}}\' (experiments)')
-    parser.add_argument("--keep", type=Path, metavar="DIR", help="copy the run's logs and metrics there (the data "
-                        "folder is temporary)")
+    parser.add_argument("--keep", type=Path, metavar="DIR", help="copy the run's logs, metrics and weights there (the "
+                        "data folder is temporary)")
     parser.add_argument("--env", metavar="GYM:ID", help="a Gymnasium env instead of the simulator, e.g. GYM:Pendulum-v1")
     parser.add_argument("--target-return", type=float, default=-150.0, help="with --env: the mean return to reach")
     parser.add_argument("--samples", type=int, default=8000, help="with --env: the most samples to reach it in")

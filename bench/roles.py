@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -16,6 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from tmrlx.common import paths
 from tmrlx.common.config import Config, load_config
 
 from tmrlx.demo import DEMO_CONFIG, Child, role_argv, spawn, stop_in_order
@@ -44,6 +46,13 @@ class RoleRun:
                 if c.proc.poll() is not None]
         stop_in_order(self.children)
         return dead
+
+    def keep(self, dest: Path) -> None:
+        """Copy the logs, the metrics and the weights (the last, and the `SAVE_MODEL_EVERY` copies that let a run be
+        played back) to `dest`: the data folder is removed when the run ends."""
+        shutil.copytree(self.run_dir, dest, dirs_exist_ok=True)
+        if paths.weights_dir().is_dir():
+            shutil.copytree(paths.weights_dir(), dest / "weights", dirs_exist_ok=True)
 
 
 def bench_config(data: Path, name: str, overrides: Mapping) -> Config:
