@@ -47,6 +47,11 @@ class Run:
     def rounds(self) -> list[dict]:
         return read_jsonl(self.dir / "metrics.jsonl")
 
+    def episode_sessions(self) -> set[str]:
+        """The actor streams the learner has logged an episode of."""
+        log = self.dir / "episodes.jsonl"
+        return {str(e["session"]) for e in read_jsonl(log) if "session" in e} if log.exists() else set()
+
     def trained_on(self, updates: int, after: int) -> bool:
         """A round logged after the first `after` rounds has at least `updates` updates (and every role is alive)."""
         dead = [n for n, c in self.children.items() if c.proc.poll() is not None]
@@ -80,9 +85,10 @@ def test_sigkill_of_each_role_mid_training_loses_nothing_uncounted(tmp_path, mon
 
         # an actor: the others go on and a new one joins; what the dead one held unacknowledged died with it
         run.kill("actor0")
-        before = run.rounds()
+        before, streams = run.rounds(), run.episode_sessions()
         run.start("actor2")
-        assert wait_for(lambda: run.trained_on(before[-1]["updates"] + 100, len(before)), 120)
+        assert wait_for(lambda: run.trained_on(before[-1]["updates"] + 100, len(before))
+                        and run.episode_sessions() - streams, 120)  # the new actor's rows reached the learner
     finally:
         stop_in_order(list(run.children.values()))
     final = run.rounds()[-1]
