@@ -65,6 +65,27 @@ def test_a_wall_stops_the_car():
     assert np.hypot(back.x - start[0], back.y - start[1]) < BEFORE_START + w2.track.width / 2
 
 
+@pytest.mark.parametrize("angle", [20.0, 45.0, 70.0])
+def test_a_car_pushed_into_a_wall_at_an_angle_turns_along_it_and_drives_on(angle):
+    """A glancing or steep hit costs speed, not the run: gas held, the car scrapes along the wall and speeds up
+    again (it used to lose 15 % of its speed per 10 ms tick of contact and stop for good)."""
+    w, clock = world()
+    i = 100  # on the first straight, 10 m from the start line, 7 m left of the centreline (3 m from the wall)
+    along = float(w.track.heading[i])
+    w.car.x, w.car.y = w.track.centre[i] + 7.0 * np.array([-math.sin(along), math.cos(along)])
+    w.car.heading = along + math.radians(angle)  # towards the left wall
+    w.car.vx, w.car.vy = 10.0 * math.cos(w.car.heading), 10.0 * math.sin(w.car.heading)
+    drive(w, clock, (1.0, 0.0, 0.0), 1.0)
+    hit, at = w.state(), w.index
+    assert w.wall_hits > 0
+    drive(w, clock, (1.0, 0.0, 0.0), 1.5)
+    car = w.state()
+    assert car.y < w.track.centre[500][1]  # still on the 50 m straight
+    assert abs((car.heading - along + math.pi) % (2 * math.pi) - math.pi) < 0.05  # along the wall
+    assert car.forward_speed > 6.0 and car.forward_speed > hit.forward_speed  # driving on, faster
+    assert w.index > at + 60  # and forward along the track
+
+
 def test_pedals_are_on_or_off_as_in_trackmania():
     """No analog acceleration: a pedal input below PEDAL_ON does nothing, any input above it is the full pedal."""
     speeds = {}

@@ -6,8 +6,9 @@ once past a threshold: `world.PEDAL_ON`); only the steering is analog.
 
 The heading turns like a bicycle model whose yaw rate is capped by the tyres' grip, so the car
 understeers instead of spinning; grip also kills sideways velocity (e.g. after a wall). A wall
-removes the velocity component that points into it: hit head-on the car stops, hit at an angle
-it slides along. One `tick` is PHYSICS_DT seconds, like the game's 100 Hz physics.
+removes the velocity component that points into it and, by friction, speed along it in proportion:
+hit head-on the car stops; pushed into it at an angle it turns along it and scrapes on, so a touch
+costs speed, not the run. One `tick` is PHYSICS_DT seconds, like the game's 100 Hz physics.
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ GRIP = 14.0  # m/s^2 of lateral acceleration the tyres can give
 MAX_STEER = math.radians(32.0)
 WHEELBASE = 2.6  # m
 RADIUS = 1.2  # m: the car's collision radius
-WALL_FRICTION = 0.85  # speed kept along a wall after a glancing hit
+WALL_FRICTION = 0.4  # along-wall speed lost per m/s of speed into the wall (friction on the impact's impulse)
+WALL_TURN = 3.0  # rad/s: how fast a car pushed into a wall at an angle turns along it
+HEAD_ON = math.cos(math.radians(10.0))  # within 10 degrees of the wall's normal a hit is head-on
 GEARS = (0.0, 10.0, 17.0, 23.0, 28.0, 1e9)  # m/s upshift thresholds
 
 
@@ -82,7 +85,16 @@ def _move(car: CarState, track: Track) -> bool:
     n0, n1 = (float(v) for v in track.normal[track.to_pixel(car.x, car.y)])
     into = car.vx * n0 + car.vy * n1
     if into < 0.0:
-        car.vx, car.vy = (car.vx - into * n0) * WALL_FRICTION, (car.vy - into * n1) * WALL_FRICTION
+        tx, ty = car.vx - into * n0, car.vy - into * n1  # the velocity along the wall
+        along = math.hypot(tx, ty)
+        keep = max(along + WALL_FRICTION * into, 0.0) / along if along > 1e-9 else 0.0
+        car.vx, car.vy = tx * keep, ty * keep
+        # Pushed into the wall at an angle, the contact's torque turns the car along it; head-on it just stops.
+        c, s = math.cos(car.heading), math.sin(car.heading)
+        if abs(c * n0 + s * n1) < HEAD_ON:
+            side = 1.0 if c * -n1 + s * n0 >= 0.0 else -1.0  # the tangent nearer the heading (nose or tail first)
+            turn = (math.atan2(side * n0, -side * n1) - car.heading + math.pi) % (2 * math.pi) - math.pi
+            car.heading += max(-WALL_TURN * dt, min(WALL_TURN * dt, turn))
     nx, ny = car.x + car.vx * dt, car.y + car.vy * dt
     r, col = track.to_pixel(nx, ny)
     if track.clearance[r, col] >= RADIUS or track.clearance[r, col] > track.clearance[track.to_pixel(car.x, car.y)]:
