@@ -28,7 +28,7 @@ demo *args:
 test *args:
     {{python}} -m pytest -q {{args}}
 
-# run a benchmark: just bench broker|learner|actor|sim|load|ratio|learning|profile
+# run a benchmark: just bench broker|learner|actor|sim|load|ratio|learning|playback|profile
 bench name *args:
     {{python}} -m bench.{{name}} {{args}}
 

@@ -8,6 +8,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -107,3 +108,36 @@ def test_the_profile_counts_the_flops_of_dots_and_convolutions_as_xla_does():
     compiled = jax.jit(f).lower(x, k, w).compile()
     expected = 2 * 8 * 7 * 7 * 6 * (4 * 4 * 4) + 2 * 8 * 5 * (6 * 7 * 7)
     assert sum(flops for flops, _ in hlo_ops(compiled.as_text()).values()) == expected
+
+
+def test_playback_drives_each_weights_copy_and_names_the_first_crash_after_a_finish(tmp_path):
+    """Three copies of constant policies on the easy track: full gas straight on (scrapes round both bends and
+    finishes) between two at full left lock (never finishes)."""
+    from tmrlx.common import weights
+    from tmrlx.common.config import load_config
+    from tmrlx.common.kinds import spec_from_config
+
+    from tmrlx.install import RESOURCES
+
+    cfg = load_config(RESOURCES / "config_demo.json")
+    spec = spec_from_config(cfg)
+    (tmp_path / "config.json").write_text(json.dumps(cfg.to_dict()))
+    (tmp_path / "weights").mkdir()
+    fan_in = sum(int(np.prod(c.obs_shape)) for c in spec.components) + spec.act_buf_len * spec.act_dim
+    for copy, steer in ((10, -1.0), (20, 0.0), (30, -1.0)):
+        arrays = {"hidden_0/kernel": np.zeros((fan_in, 4)), "hidden_0/bias": np.zeros(4),
+                  "hidden_1/kernel": np.zeros((4, 4)), "hidden_1/bias": np.zeros(4),
+                  "mu/kernel": np.zeros((4, 3)), "mu/bias": np.arctanh([0.9, -0.9, 0.999 * steer]),
+                  "log_std/kernel": np.zeros((4, 3)), "log_std/bias": np.zeros(3)}
+        meta = {"arch": {"type": "mlp", "hidden": [4, 4], "convs": [], "log_std_min": -20.0, "log_std_max": 2.0},
+                "spec": spec.to_dict()}
+        weights.save(tmp_path / "weights" / f"run_{copy}.npz", copy, arrays, meta)
+    r = subprocess.run([sys.executable, "-m", "bench.playback", str(tmp_path), "--first", "3"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    lines = r.stdout.strip().splitlines()
+    assert lines[0].startswith("copy    10:") and "crashed" in lines[0] and lines[0].endswith("-1.0 -1.0 -1.0")
+    assert "finished" in lines[1] and lines[1].endswith("+0.0 +0.0 +0.0")
+    figures = json.loads(lines[-1])
+    assert figures["copies"] == 3 and figures["finished"] == 1 and figures["first_failed_after_finishing"] == 30
+    assert 354 < figures["best_lap_steps"] == figures["median_lap_steps"] < cfg.RW_MAX_SAMPLES_PER_EPISODE

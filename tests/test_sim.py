@@ -86,6 +86,19 @@ def test_a_car_pushed_into_a_wall_at_an_angle_turns_along_it_and_drives_on(angle
     assert w.index > at + 60  # and forward along the track
 
 
+def test_a_car_that_does_not_steer_scrapes_round_the_outside_of_a_bend():
+    """Into the outside wall of the easy track's first bend at full gas: the wall bends into the car's path at every
+    tick; the car keeps a radius off it and scrapes round, slower than on the road (it used to stop dead there)."""
+    w, clock = world()
+    for _ in range(20):
+        drive(w, clock, (1.0, 0.0, 0.0), 1.0)
+        if w.progress() > 0.45:  # round the 90-degree bend (it spans 0.16-0.44 of the lap)
+            break
+    car = w.state()
+    assert w.wall_hits > 0 and w.progress() > 0.45
+    assert 5.0 < car.forward_speed < 20.0  # still driving, slowed by the scrape (full gas on the road: ~24 m/s)
+
+
 def test_pedals_are_on_or_off_as_in_trackmania():
     """No analog acceleration: a pedal input below PEDAL_ON does nothing, any input above it is the full pedal."""
     speeds = {}

@@ -96,10 +96,13 @@ def _move(car: CarState, track: Track) -> bool:
             turn = (math.atan2(side * n0, -side * n1) - car.heading + math.pi) % (2 * math.pi) - math.pi
             car.heading += max(-WALL_TURN * dt, min(WALL_TURN * dt, turn))
     nx, ny = car.x + car.vx * dt, car.y + car.vy * dt
-    r, col = track.to_pixel(nx, ny)
-    if track.clearance[r, col] >= RADIUS or track.clearance[r, col] > track.clearance[track.to_pixel(car.x, car.y)]:
+    short = RADIUS - float(track.clearance[track.to_pixel(nx, ny)])
+    if short > 0.0:  # a bending wall: the contact keeps the car a radius off it, as it slides along
+        nx, ny = nx + short * n0, ny + short * n1
+    clear = float(track.clearance[track.to_pixel(nx, ny)])
+    if clear >= RADIUS or clear > track.clearance[track.to_pixel(car.x, car.y)]:
         car.x, car.y = nx, ny
-    else:
+    else:  # a corner: stopped
         car.vx = car.vy = 0.0
     return True
 
