@@ -24,9 +24,11 @@ import zmq
 from tmrlx.common.chunks import StreamCounter
 from tmrlx.common.config import Config
 from tmrlx.common.specs import ObsSpec
+from tmrlx.common.wire.codec import ProtocolError
 from tmrlx.common.wire.link import Frames, Link
 from tmrlx.common.wire.liveness import Liveness
-from tmrlx.common.wire.protocol import MsgType, make
+from tmrlx.common.wire.parts import Assembly
+from tmrlx.common.wire.protocol import MsgType, make, parse
 
 MAX_SPARE = 32  # acked chunk bodies kept for reuse: about a credit window plus a queue's worth (8 missed ~40 %)
 MAX_HELD = 512  # chunks sent and not yet acknowledged by the learner, at most (then they wait in the queue)
@@ -57,6 +59,7 @@ class ActorClient(Link):
         self._version = -1
         self._weights_ack = -1  # the version of weights received and not yet acknowledged (-1: none)
         self._sent = self._dropped = self._dropped_rows = self._rows_sent = self._acked = self._resent = 0
+        self._parts = Assembly(cfg.BUFFER_SIZE)  # weights too large for a heartbeat arrive in parts (a part 0 restarts it)
         super().__init__(cfg, spec, session, **kwargs)
         self._stream = StreamCounter(self.session)
 
@@ -181,6 +184,19 @@ class ActorClient(Link):
             with self._lock:
                 self._version = header["version"]
                 self._weights = (header["version"], arrays, header["meta"])
+        elif mtype is MsgType.WEIGHTS_PART:
+            try:
+                whole = self._parts.add(header, arrays)
+                if whole is None:
+                    return
+                mtype, msg = parse(whole, self.settings.max_bytes)
+                if mtype is not MsgType.WEIGHTS or msg.header["version"] != header["version"]:
+                    raise ProtocolError(f"WEIGHTS_PARTs of version {header['version']} make a {mtype.name} message")
+            except ProtocolError as e:
+                self._counts["rejected"] += 1
+                self.log.warning("ignored weights from the broker: %s", e.reason)
+                return
+            self._on_message(mtype, msg.header, msg.arrays)
 
     def _release(self, ack: int) -> None:
         """The learner has every chunk up to seq `ack`: they are no longer ours to keep."""

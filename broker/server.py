@@ -32,7 +32,7 @@ from tmrlx.common.kinds import spec_from_config
 from tmrlx.common.specs import ObsSpec
 from tmrlx.common.weights import Arch, actor_shapes
 from tmrlx.common.wire import frames as wire
-from tmrlx.common.wire import security
+from tmrlx.common.wire import parts, security
 from tmrlx.common.wire.codec import ALIGN, MAX_ARRAYS, MAX_HEADER_BYTES, MAX_LAYOUTS, PREFIX, Decoded, ProtocolError
 from tmrlx.common.wire.handshake import ROLES, ServerHandshake
 from tmrlx.common.wire.liveness import HEARTBEAT_S, MISSES, Clock, Liveness
@@ -136,7 +136,7 @@ class Broker:
         self._learner: bytes | None = None
         self._buffer: deque[tuple[int, Frames, int, str, int]] = deque()  # rows, frames, bytes, session, seq
         self._buffered = 0
-        self._weights: tuple[int, Frames] | None = None
+        self._weights: tuple[int, list[Frames]] | None = None  # version, its messages: one, or its WEIGHTS_PARTs
         self._episodes: deque[Frames] = deque(maxlen=1000)
         self._checked: dict[bytes, int] = {}  # chunk declarations -> rows, for those that passed the check
         self._sessions: dict[str, bytes] = {}  # actor session -> its connection, to relay the learner's acks
@@ -438,7 +438,8 @@ class Broker:
         problem = self._weights_problem(msg)
         if problem:
             return self._reject(ident, peer, f"weights refused: {problem}")
-        self._weights = (msg.header["version"], msg.frames)
+        version = msg.header["version"]
+        self._weights = (version, parts.split(msg.frames, version) if msg.nbytes > parts.PART_BYTES else [msg.frames])
         for i, p in list(self.peers.items()):
             if p.role == "actor":
                 self._give_weights(i, p)
@@ -483,7 +484,7 @@ class Broker:
         """The newest weights, unless the actor holds them or has not acknowledged the last ones yet: one weights message
         in flight per actor (a slow or mute one would otherwise pile up every version in its send queue)."""
         if (self._weights is not None and peer.policy_version != self._weights[0] and not peer.weights_unacked
-                and self._send(ident, self._weights[1])):
+                and all(self._send(ident, frames) for frames in self._weights[1])):  # a full queue: all again later
             peer.policy_version = self._weights[0]
             peer.weights_unacked = True
             self.counts["weights_out"] += 1

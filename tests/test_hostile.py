@@ -19,6 +19,7 @@ from tmrlx.common.config import load_config
 from tmrlx.common.kinds import spec_from_config
 from tmrlx.common.wire.codec import MAGIC, VERSION, encode
 from tmrlx.common.wire.handshake import ClientHandshake
+from tmrlx.common.wire.parts import Assembly
 from tmrlx.common.wire.protocol import MsgType, parse
 from tmrlx.common.wire.security import auth_key
 from tmrlx.learner.ingest import Ingest
@@ -264,15 +265,24 @@ def test_a_mute_actor_gets_one_weights_message_in_flight_and_the_newest_once_it_
             learner.publish_weights(version, *contract_weights(SPEC, float(version)))
             assert wait_for(lambda v=version: broker.stats()["weights_version"] == v)
         assert broker.stats()["weights_out"] == 1  # not one per version piling up in its send queue
-        got = []
-        assert wait_for(lambda: mute.poll(100) and got.append(parse(mute.recv_multipart(), 1 << 20)) is None
-                        and any(m is MsgType.WEIGHTS for m, _ in got))
-        [first] = [msg.header["version"] for m, msg in got if m is MsgType.WEIGHTS]
+        assembly = Assembly(1 << 20)
+
+        def weights_versions() -> list[int]:
+            """Versions of the whole WEIGHTS messages among what waits on the socket (they come in parts)."""
+            out = []
+            while mute.poll(100):
+                mtype, msg = parse(mute.recv_multipart(), 1 << 20)
+                whole = assembly.add(msg.header, msg.arrays) if mtype is MsgType.WEIGHTS_PART else None
+                if whole is not None:
+                    out.append(parse(whole, 1 << 20)[1].header["version"])
+            return out
+
+        got: list[int] = []
+        assert wait_for(lambda: bool(got.extend(weights_versions()) or got))
+        [first] = got
         mute.send_multipart(encode(int(MsgType.HEARTBEAT), {"version": first}))  # the actor link's acknowledgement
-        newest = []
-        assert wait_for(lambda: mute.poll(100) and (newest.extend(
-            msg.header["version"] for m, msg in [parse(mute.recv_multipart(), 1 << 20)] if m is MsgType.WEIGHTS) or True)
-            and 20 in newest)
+        newest: list[int] = []
+        assert wait_for(lambda: newest.extend(weights_versions()) or 20 in newest)
         assert wait_for(lambda: broker.stats()["weights_out"] == 2)  # counted just after the send: the broker's thread
         honest = ActorClient(cfg, SPEC)  # a real actor acknowledges by itself and follows every publication
         assert wait_for(lambda: honest.stats()["policy_version"] == 20)

@@ -187,3 +187,17 @@ def test_training_goes_on_through_delay_loss_and_a_partition(tmp_path, run_dir):
           f"{t_sending - t_heal:.2f} s; meanwhile {during} updates and {len(delivered)} sample segments from actor0")
     assert during > 0 and delivered  # training went on, fed by the other actor
     assert t_connected - t_heal < 15  # the backoff reached at most 8 s during 10 s, plus a handshake over 400 ms RTT
+
+
+def test_weights_reach_an_actor_behind_a_thin_far_link(run_dir):
+    """actor1 on a 400 kbit/s link with 200 ms each way: one weights message takes ~8 s to cross it, longer than the
+    broker's silence an actor tolerates (MISSES heartbeats, 3 s). The transfer must count as the broker speaking: the
+    actor keeps its one connection and acts with newer weights."""
+    with Network(HOSTS) as net:
+        net.impair("actor1", delay_s=0.2, rate_bps=400_000)
+        with roles(net, _config(net, run_dir, tls=True), run_dir) as children:
+            dead = lambda: any(c.proc.poll() is not None for c in children)  # noqa: E731
+            ok = wait_for(lambda: dead() or _version(run_dir, "actor1") >= 2, 180, 0.5)  # a version after training
+            assert ok and not dead(), "\n".join(c.name + ":\n" + c.tail() for c in children)
+        assert "no answer from the broker" not in _log(run_dir, "actor1"), _log(run_dir, "actor1")
+        assert len(_sessions(net, run_dir, "actor1")) == 1

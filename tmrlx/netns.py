@@ -124,11 +124,12 @@ class Network:
         if self.switch.stdout.readline().strip() != "ready":
             raise RuntimeError(f"the switch in {sw} did not start (exit code {self.switch.wait()})")
 
-    def impair(self, host: str, delay_s: float = 0.0, loss: float = 0.0) -> None:
-        """Every frame into or out of `host` waits `delay_s` and is lost with probability `loss` (1: cut off)."""
+    def impair(self, host: str, delay_s: float = 0.0, loss: float = 0.0, rate_bps: float = 0.0) -> None:
+        """Every frame into or out of `host` waits `delay_s` and is lost with probability `loss` (1: cut off); with
+        `rate_bps`, `host`'s cable carries that many bits per second each way (frames queue behind each other)."""
         if self.switch is None or self.switch.stdin is None:
             raise RuntimeError("the network is not built")
-        self.switch.stdin.write(f"{self.port(host)} {delay_s} {loss}\n")
+        self.switch.stdin.write(f"{self.port(host)} {delay_s} {loss} {rate_bps}\n")
         self.switch.stdin.flush()
 
     def capture(self, host: str, path: Path) -> Capture:
@@ -242,10 +243,12 @@ def _frames(s: socket.socket) -> Iterator[tuple[bytes, int]]:
 
 def run_switch(ports: Sequence[str], control: IO[str]) -> None:
     """Forward frames between `ports` (learning MAC addresses) until `control` closes; each of its lines,
-    `PORT DELAY_S LOSS`, sets that port's impairment, applied to frames both into and out of it."""
+    `PORT DELAY_S LOSS RATE_BPS`, sets that port's impairment, applied to frames both into and out of it: a frame
+    crosses the sender's cable then the receiver's, each a queue of RATE_BPS bits per second (0: no limit)."""
     socks = [_raw(p, vnet=True) for p in ports]
     by_fd = {s.fileno(): i for i, s in enumerate(socks)}
-    delay, loss = [0.0] * len(ports), [0.0] * len(ports)
+    delay, loss, rate = [0.0] * len(ports), [0.0] * len(ports), [0.0] * len(ports)
+    free_in, free_out = [0.0] * len(ports), [0.0] * len(ports)  # when each cable's queue, each way, is empty
     where: dict[bytes, int] = {}  # MAC -> port
     queue: list[tuple[float, int, int, bytes]] = []  # (due, order, port, frame)
     order = itertools.count()
@@ -269,8 +272,9 @@ def run_switch(ports: Sequence[str], control: IO[str]) -> None:
                     return
                 *lines, pending = (pending + got).split(b"\n")
                 for line in lines:
-                    port, d, p = line.decode().split()
-                    delay[ports.index(port)], loss[ports.index(port)] = float(d), float(p)
+                    port, d, p, r = line.decode().split()
+                    k = ports.index(port)
+                    delay[k], loss[k], rate[k] = float(d), float(p), float(r)
                 continue
             i = by_fd[fd]
             for data, kind in _frames(socks[i]):
@@ -282,8 +286,12 @@ def run_switch(ports: Sequence[str], control: IO[str]) -> None:
                 for j in [to] if to is not None else range(len(socks)):
                     if j == i or random.random() < 1 - (1 - loss[i]) * (1 - loss[j]):
                         continue
-                    due = time.monotonic() + delay[i] + delay[j]
-                    heapq.heappush(queue, (due, next(order), j, data))
+                    due = time.monotonic()
+                    if rate[i]:
+                        due = free_in[i] = max(due, free_in[i]) + 8 * len(frame) / rate[i]
+                    if rate[j]:
+                        due = free_out[j] = max(due, free_out[j]) + 8 * len(frame) / rate[j]
+                    heapq.heappush(queue, (due + delay[i] + delay[j], next(order), j, data))
 
 
 def run_capture(iface: str, out: Path) -> None:

@@ -22,7 +22,7 @@ import msgpack
 import numpy as np
 
 MAGIC = b"TMX"
-VERSION = 3  # 3: declarations as one bin, checked once per distinct value; 2: as a list; 1: one frame per array
+VERSION = 4  # 4: WEIGHTS_PART; 3: declarations as one bin, checked once per distinct value; 2: as a list; 1: one frame per array
 PREFIX = len(MAGIC) + 2
 ALIGN = 8
 MAX_HEADER_BYTES = 1 << 16

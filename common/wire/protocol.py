@@ -45,6 +45,7 @@ class MsgType(IntEnum):
     ACK = 12  # learner -> broker: chunks ingested (per actor session, the highest seq) and rows it allows in total
     STATUS = 13  # status client -> broker: what is your state?
     STATE = 14  # broker -> status client: counters, the connected peers, the latest problems
+    WEIGHTS_PART = 15  # broker -> actor: one slice of a WEIGHTS message too large for a heartbeat (common.wire.parts)
 
 
 NONCE, MAC = raw(16), raw(32)
@@ -78,6 +79,8 @@ SCHEMAS: dict[MsgType, dict[str, Field]] = {
     # acks: session -> highest seq ingested; allow: the rows this learner connection may receive in total (rate limiter)
     MsgType.ACK: {"acks": counts(MAX_ACKS), "allow": COUNT.optional()},
     MsgType.STATUS: {},
+    # part: this slice's index of parts; size: the whole message's bytes, head: its header frame's (common.wire.parts)
+    MsgType.WEIGHTS_PART: {"version": VERSION, "part": COUNT, "parts": integer(1, 2**31), "size": COUNT, "head": COUNT},
     MsgType.STATE: {"counts": counts(64), "weights_version": VERSION, "peers": listing(PEER, MAX_LISTED),
                     "problems": listing(PROBLEM, 32)},  # counts: the broker's counters, connected actors, buffered rows
 }
@@ -106,6 +109,6 @@ def parse(frames: Sequence[Any], max_bytes: int) -> tuple[MsgType, Decoded]:
     problem = problems(SCHEMAS[mtype], msg.header)
     if problem:
         raise ProtocolError(f"{mtype.name} header {problem}")
-    if msg.layout and mtype not in (MsgType.SAMPLES, MsgType.WEIGHTS):
+    if msg.layout and mtype not in (MsgType.SAMPLES, MsgType.WEIGHTS, MsgType.WEIGHTS_PART):
         raise ProtocolError(f"{mtype.name} carries no arrays, got {len(msg.layout)}")
     return mtype, msg
