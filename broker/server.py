@@ -97,6 +97,7 @@ class Peer:
     steps: int = 0  # paced actor: rows granted and not yet received
     steps_due: int = 0  # paced actor: rows granted and not yet told
     forwarded: int = -1  # actor: highest seq of its chunks sent on to a learner
+    assembly: parts.Assembly | None = None  # learner: the weights message its WEIGHTS_PARTs are building
     rewind: int = -1  # actor: to be told to send its unacknowledged chunks up to this seq again (-1: nothing)
     rows: int = 0  # actor: rows received over this connection
     info: dict = field(default_factory=dict)
@@ -144,7 +145,7 @@ class Broker:
         self._paced: set[bytes] = set()
         self._allow = self._forwarded = self._granted = 0  # rows: the learner allows, got, paced actors may still make
         self.counts = dict.fromkeys(("samples_in", "bytes_in", "samples_out", "bytes_out", "chunks_in", "chunks_out",
-                                     "weights_out", "rejected", "refused"), 0)
+                                     "weights_in", "weights_out", "rejected", "refused"), 0)
         self._stop = threading.Event()
         self._serving = False
         self._warned: dict[str, float] = {}
@@ -264,6 +265,8 @@ class Broker:
             self._ack(msg.header)
         elif mtype is MsgType.WEIGHTS and peer.role == "learner":
             self._store_weights(ident, peer, msg)
+        elif mtype is MsgType.WEIGHTS_PART and peer.role == "learner":
+            self._weights_part(ident, peer, msg)
         elif mtype is MsgType.STATUS and peer.role == "status":
             self._send(ident, make(MsgType.STATE, self.state()))
         elif mtype is MsgType.BYE:
@@ -434,12 +437,30 @@ class Broker:
             return self._reject(ident, peer, str(e))
         self._episodes.append(msg.frames)
 
+    def _weights_part(self, ident: bytes, peer: Peer, msg: Decoded) -> None:
+        """A slice of the learner's next weights (common.wire.parts); the whole is stored once its last part is in."""
+        if peer.assembly is None:
+            peer.assembly = parts.Assembly(self.settings.max_bytes)
+        try:
+            whole = peer.assembly.add(msg.header, msg.arrays)
+            if whole is None:
+                return
+            mtype, full = parse(whole, self.settings.max_bytes)
+            if mtype is not MsgType.WEIGHTS:
+                raise ProtocolError(f"WEIGHTS_PARTs make a {mtype.name} message")
+        except ProtocolError as e:
+            return self._reject(ident, peer, f"weights refused: {e.reason}")
+        self._store_weights(ident, peer, full)
+
     def _store_weights(self, ident: bytes, peer: Peer, msg: Decoded) -> None:
+        # stored or refused, the learner may send its next version: one weights message in flight from it too
+        self._send(ident, make(MsgType.HEARTBEAT, {"version": msg.header["version"]}))
         problem = self._weights_problem(msg)
         if problem:
             return self._reject(ident, peer, f"weights refused: {problem}")
         version = msg.header["version"]
         self._weights = (version, parts.split(msg.frames, version) if msg.nbytes > parts.PART_BYTES else [msg.frames])
+        self.counts["weights_in"] += 1
         for i, p in list(self.peers.items()):
             if p.role == "actor":
                 self._give_weights(i, p)

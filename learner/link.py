@@ -4,7 +4,9 @@ The inbox holds at most `window` chunks: credit goes back as the trainer takes t
 leaves the backlog with the broker. What the trainer took is acknowledged (ACK: per actor session,
 the highest seq) at its next poll, once those rows are in the replay memory; the ACK also carries how
 many rows this connection may receive in total (`allow`), from the trainer's `demand`: the broker
-turns it into step credit for paced actors. Only the newest unsent weights version ever travels.
+turns it into step credit for paced actors. Only the newest unsent weights version ever travels, in parts when
+large (`common.wire.parts`), and only once the broker said it has the last one (HEARTBEAT `version`): a learner on a
+slow link never queues version after version behind each other.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import zmq
 from tmrlx.common import episodes
 from tmrlx.common.config import Config
 from tmrlx.common.specs import ObsSpec
+from tmrlx.common.wire import parts
 from tmrlx.common.wire.link import Frames, Link
 from tmrlx.common.wire.liveness import Liveness
 from tmrlx.common.wire.protocol import MsgType, make
@@ -41,8 +44,9 @@ class LearnerClient(Link):
         self._credit_batch = max(1, window // 4)  # credit goes back in batches; the broker keeps >= 3/4 of the window
         self._owed = 0
         self._arrived = False
-        self._weights: tuple[int, Frames] | None = None
+        self._weights: tuple[int, list[Frames]] | None = None  # version, its messages: one, or its WEIGHTS_PARTs
         self._weights_sent = -1
+        self._weights_unacked = False  # sent, and the broker has not said it has them: no newer ones until it does
         self._received = self._rows = 0
         self._taken: dict[str, int] = {}  # session -> highest seq taken by the last poll (ingested by the next)
         self._acks: dict[str, int] = {}  # session -> highest seq ingested, not yet told
@@ -91,8 +95,9 @@ class LearnerClient(Link):
         """Replace the weights to publish (copied); only the newest unsent version ever travels."""
         frames = make(MsgType.WEIGHTS, {"version": int(version), "meta": dict(meta)},
                       {k: np.asarray(v, dtype=np.float32) for k, v in arrays.items()})  # encode copies
+        big = sum(memoryview(f).nbytes for f in frames) > parts.PART_BYTES
         with self._lock:
-            self._weights = (int(version), frames)
+            self._weights = (int(version), parts.split(frames, int(version)) if big else [frames])
         self._wake()
 
     def stats(self) -> dict[str, Any]:
@@ -107,9 +112,13 @@ class LearnerClient(Link):
             credit = max(0, self._window - len(self._inbox))
         self._send(sock, live, make(MsgType.CREDIT, {"n": credit}))
         self._weights_sent = -1  # a restarted broker has no weights: give it ours again
+        self._weights_unacked = False
 
     def _on_message(self, mtype: MsgType, header: dict, arrays: dict) -> None:
-        if mtype is MsgType.SAMPLES:
+        if mtype is MsgType.HEARTBEAT:
+            if header.get("version") == self._weights_sent:  # the broker has (or refused) what we sent last
+                self._weights_unacked = False
+        elif mtype is MsgType.SAMPLES:
             with self._cond:
                 self._arrived |= not self._inbox  # waiters wait for an empty inbox to fill; woken in _pump
                 self._inbox.append((header, arrays))
@@ -147,8 +156,9 @@ class LearnerClient(Link):
                 _merge(self._acks, acks)
         with self._lock:
             weights = self._weights
-        if weights is not None and weights[0] != self._weights_sent and self._send(sock, live, weights[1]):
-            self._weights_sent = weights[0]
+        if (weights is not None and weights[0] != self._weights_sent and not self._weights_unacked
+                and all(self._send(sock, live, frames) for frames in weights[1])):  # a full queue: all again later
+            self._weights_sent, self._weights_unacked = weights[0], True
 
 
 def _rows(arrays: Mapping[str, Any]) -> int:

@@ -126,3 +126,39 @@ def test_a_tm20full_actor_gets_its_weights_in_parts_through_the_broker():
         finally:
             actor.close()
             learner.close()
+
+
+def test_a_learner_sends_its_weights_in_parts_and_the_next_only_once_the_broker_has_the_last():
+    """The broker's acknowledgement (HEARTBEAT `version`) is held back: versions published meanwhile wait in the
+    learner, and once it arrives only the newest travels (a slow link never queues version after version)."""
+    with running_broker(CFG) as (broker, cfg):
+        held: list[tuple[bytes, list]] = []
+        send = broker._send
+
+        def holding_acks(ident: bytes, frames: list) -> bool:  # on the broker's thread, the only one that may send
+            if release and held:
+                send(*held.pop())
+            mtype, msg = parse(frames, LIMIT)
+            if mtype is MsgType.HEARTBEAT and "version" in msg.header and not release:
+                held.append((ident, frames))
+                return True
+            return send(ident, frames)
+
+        release = False
+        broker._send = holding_acks
+        learner = LearnerClient(cfg, SPEC)
+        try:
+            assert learner.wait_connected(10)
+            arrays, meta = contract_weights(SPEC, 0.5)
+            learner.publish_weights(1, arrays, meta)
+            assert wait_for(lambda: broker.stats()["weights_version"] == 1 and len(held) == 1, 30)
+            for version in (2, 3):
+                learner.publish_weights(version, arrays, meta)
+            heartbeats = learner.stats()["heartbeats"]
+            assert wait_for(lambda: learner.stats()["heartbeats"] >= heartbeats + 2, 10)  # its loop went round since
+            assert learner.stats()["weights_sent"] == 1 and broker.stats()["weights_in"] == 1
+            release = True  # the held acknowledgement goes with the broker's next message (a heartbeat within 1 s)
+            assert wait_for(lambda: broker.stats()["weights_version"] == 3, 30)
+            assert broker.stats()["weights_in"] == 2 and broker.stats()["rejected"] == 0  # version 2 never travelled
+        finally:
+            learner.close()

@@ -78,7 +78,7 @@ class Link:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._ready = threading.Event()
-        self._counts = {"reconnects": 0, "rejected": 0}
+        self._counts = {"reconnects": 0, "rejected": 0, "heartbeats": 0}
         self._refusal = ""  # why the broker turned the last handshake away for now
         self._hs_failures = 0
         self._stage = 0  # of connecting reached by the current connection (PROGRESS)
@@ -192,8 +192,8 @@ class Link:
                     return (outcome := "lost")
                 if self._hs.ready:
                     self._pump(sock, live)
-                if self._hs.ready and live.heartbeat_due():  # a handshake has its own timeout
-                    self._send(sock, live, make(MsgType.HEARTBEAT))
+                if self._hs.ready and live.heartbeat_due() and self._send(sock, live, make(MsgType.HEARTBEAT)):
+                    self._counts["heartbeats"] += 1  # (a handshake has its own timeout)
                 if self.gather_s and events and self._hs.ready:
                     self._stop.wait(self.gather_s)  # let a burst gather: one loop turn then serves several messages
             return outcome

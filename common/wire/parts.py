@@ -1,4 +1,5 @@
-"""A message too large to cross a slow link within a heartbeat, sent as WEIGHTS_PART messages and put back together.
+"""A message too large to cross a slow link within a heartbeat, sent as WEIGHTS_PART messages and put back together
+(learner -> broker, broker -> actors).
 
 ZeroMQ hands over a message only once all of it arrived, and a client counts the broker as gone after MISSES
 heartbeats of silence: a TM20FULL actor's weights (2.3 MB) take longer than that on a thin or far link (TCP's

@@ -45,7 +45,7 @@ class MsgType(IntEnum):
     ACK = 12  # learner -> broker: chunks ingested (per actor session, the highest seq) and rows it allows in total
     STATUS = 13  # status client -> broker: what is your state?
     STATE = 14  # broker -> status client: counters, the connected peers, the latest problems
-    WEIGHTS_PART = 15  # broker -> actor: one slice of a WEIGHTS message too large for a heartbeat (common.wire.parts)
+    WEIGHTS_PART = 15  # learner -> broker -> actors: a slice of a WEIGHTS too large for a heartbeat (common.wire.parts)
 
 
 NONCE, MAC = raw(16), raw(32)
@@ -73,7 +73,8 @@ SCHEMAS: dict[MsgType, dict[str, Field]] = {
     MsgType.CREDIT: {"n": CREDIT, "ack": VERSION.optional(), "steps": CREDIT.optional(), "rewind": COUNT.optional()},
     MsgType.WEIGHTS: {"version": VERSION, "meta": MAP},  # meta: the weights contract's (checked by the broker)
     MsgType.EPISODE: {"stats": MAP, "session": IDENT.optional()},  # stats: the episode contract's (checked where used)
-    MsgType.HEARTBEAT: {"version": VERSION.optional()},  # version: from an actor, the WEIGHTS it just received
+    # version: from an actor, the WEIGHTS it just received; to the learner, the WEIGHTS the broker stored or refused
+    MsgType.HEARTBEAT: {"version": VERSION.optional()},
     MsgType.ERROR: {"reason": REASON, "fatal": FLAG, "retry": FLAG.optional()},
     MsgType.BYE: {},
     # acks: session -> highest seq ingested; allow: the rows this learner connection may receive in total (rate limiter)
