@@ -28,7 +28,7 @@ from tmrlx.common.wire.codec import ProtocolError
 from tmrlx.common.wire.link import Frames, Link
 from tmrlx.common.wire.liveness import Liveness
 from tmrlx.common.wire.parts import Assembly
-from tmrlx.common.wire.protocol import MsgType, make, parse
+from tmrlx.common.wire.protocol import MsgType, make
 
 MAX_SPARE = 32  # acked chunk bodies kept for reuse: about a credit window plus a queue's worth (8 missed ~40 %)
 MAX_HELD = 512  # chunks sent and not yet acknowledged by the learner, at most (then they wait in the queue)
@@ -186,17 +186,13 @@ class ActorClient(Link):
                 self._weights = (header["version"], arrays, header["meta"])
         elif mtype is MsgType.WEIGHTS_PART:
             try:
-                whole = self._parts.add(header, arrays)
-                if whole is None:
-                    return
-                mtype, msg = parse(whole, self.settings.max_bytes)
-                if mtype is not MsgType.WEIGHTS or msg.header["version"] != header["version"]:
-                    raise ProtocolError(f"WEIGHTS_PARTs of version {header['version']} make a {mtype.name} message")
+                msg = self._parts.weights(header, arrays)
             except ProtocolError as e:
                 self._counts["rejected"] += 1
                 self.log.warning("ignored weights from the broker: %s", e.reason)
                 return
-            self._on_message(mtype, msg.header, msg.arrays)
+            if msg is not None:
+                self._on_message(MsgType.WEIGHTS, msg.header, msg.arrays)
 
     def _release(self, ack: int) -> None:
         """The learner has every chunk up to seq `ack`: they are no longer ours to keep."""

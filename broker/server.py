@@ -442,15 +442,11 @@ class Broker:
         if peer.assembly is None:
             peer.assembly = parts.Assembly(self.settings.max_bytes)
         try:
-            whole = peer.assembly.add(msg.header, msg.arrays)
-            if whole is None:
-                return
-            mtype, full = parse(whole, self.settings.max_bytes)
-            if mtype is not MsgType.WEIGHTS:
-                raise ProtocolError(f"WEIGHTS_PARTs make a {mtype.name} message")
+            full = peer.assembly.weights(msg.header, msg.arrays)
         except ProtocolError as e:
             return self._reject(ident, peer, f"weights refused: {e.reason}")
-        self._store_weights(ident, peer, full)
+        if full is not None:
+            self._store_weights(ident, peer, full)
 
     def _store_weights(self, ident: bytes, peer: Peer, msg: Decoded) -> None:
         # stored or refused, the learner may send its next version: one weights message in flight from it too
@@ -459,7 +455,7 @@ class Broker:
         if problem:
             return self._reject(ident, peer, f"weights refused: {problem}")
         version = msg.header["version"]
-        self._weights = (version, parts.split(msg.frames, version) if msg.nbytes > parts.PART_BYTES else [msg.frames])
+        self._weights = (version, parts.messages(msg.frames, version))
         self.counts["weights_in"] += 1
         for i, p in list(self.peers.items()):
             if p.role == "actor":

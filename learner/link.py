@@ -95,9 +95,9 @@ class LearnerClient(Link):
         """Replace the weights to publish (copied); only the newest unsent version ever travels."""
         frames = make(MsgType.WEIGHTS, {"version": int(version), "meta": dict(meta)},
                       {k: np.asarray(v, dtype=np.float32) for k, v in arrays.items()})  # encode copies
-        big = sum(memoryview(f).nbytes for f in frames) > parts.PART_BYTES
+        messages = parts.messages(frames, int(version))
         with self._lock:
-            self._weights = (int(version), parts.split(frames, int(version)) if big else [frames])
+            self._weights = (int(version), messages)
         self._wake()
 
     def stats(self) -> dict[str, Any]:

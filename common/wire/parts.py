@@ -17,10 +17,15 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-from tmrlx.common.wire.codec import ProtocolError
-from tmrlx.common.wire.protocol import MsgType, make
+from tmrlx.common.wire.codec import Decoded, ProtocolError
+from tmrlx.common.wire.protocol import MsgType, make, parse
 
 PART_BYTES = 32 * 1024  # ~0.7 s at 400 kbit/s: many parts arrive within a heartbeat on the thinnest links we serve
+
+
+def messages(frames: list[Any], version: int) -> list[list[Any]]:
+    """How one WEIGHTS message travels: as it is, or as WEIGHTS_PARTs when it is over PART_BYTES."""
+    return split(frames, version) if sum(memoryview(f).nbytes for f in frames) > PART_BYTES else [frames]
 
 
 def split(frames: list[Any], version: int) -> list[list[Any]]:
@@ -71,3 +76,13 @@ class Assembly:
         if len(whole) != key[2]:
             raise ProtocolError(f"the parts hold {len(whole)} bytes, {key[2]} were announced")
         return [whole[:key[3]], whole[key[3]:]] if key[3] < key[2] else [whole]
+
+    def weights(self, header: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> Decoded | None:
+        """`add`, then the whole parsed: the WEIGHTS message of the parts' version; raises ProtocolError otherwise."""
+        whole = self.add(header, arrays)
+        if whole is None:
+            return None
+        mtype, msg = parse(whole, self.max_bytes)
+        if mtype is not MsgType.WEIGHTS or msg.header["version"] != header["version"]:
+            raise ProtocolError(f"WEIGHTS_PARTs of version {header['version']} make a {mtype.name} message")
+        return msg

@@ -82,7 +82,8 @@ def _move(car: CarState, track: Track) -> bool:
     if track.clearance[r, col] >= RADIUS:
         car.x, car.y = nx, ny
         return False
-    n0, n1 = (float(v) for v in track.normal[track.to_pixel(car.x, car.y)])
+    here = track.to_pixel(car.x, car.y)
+    n0, n1 = (float(v) for v in track.normal[here])
     into = car.vx * n0 + car.vy * n1
     if into < 0.0:
         tx, ty = car.vx - into * n0, car.vy - into * n1  # the velocity along the wall
@@ -100,7 +101,7 @@ def _move(car: CarState, track: Track) -> bool:
     if short > 0.0:  # a bending wall: the contact keeps the car a radius off it, as it slides along
         nx, ny = nx + short * n0, ny + short * n1
     clear = float(track.clearance[track.to_pixel(nx, ny)])
-    if clear >= RADIUS or clear > track.clearance[track.to_pixel(car.x, car.y)]:
+    if clear >= RADIUS or clear > track.clearance[here]:
         car.x, car.y = nx, ny
     else:  # a corner: stopped
         car.vx = car.vy = 0.0
