@@ -173,8 +173,6 @@ class ActorClient(Link):
             ack = header.get("ack")
             if ack is not None:
                 self._release(ack)
-            if "rewind" in header:
-                self._send_again(header["rewind"])
             if header.get("steps"):
                 with self._steps_cond:
                     self._steps += header["steps"]

@@ -4,7 +4,9 @@ Samples wait in a FIFO and go to the learner as it grants credit. Actors get the
 in batches of a quarter window (or within heartbeat/4 when fewer are owed) while the FIFO holds fewer
 than BUFFERS_MAXLEN rows, so it holds at most that plus one window per actor and never drops: an
 actor keeps every chunk until the learner acknowledges it (relayed here by session) and sends again
-what was not acknowledged when a learner (re)connects. Paced actors (lockstep environments) also get
+what was not acknowledged when it reconnects; the broker keeps what it forwarded until the learner
+acknowledges it, and puts it back at the head of the FIFO when the learner goes, so the next one gets
+every stream whole and in order. Paced actors (lockstep environments) also get
 step credit, from the rows the learner allows (docs/protocol.md, "Flow control"). The latest weights
 sit in one slot and reach every actor on connect and on change. Every send is non-blocking: a slow
 or dead peer never stalls the loop.
@@ -41,6 +43,7 @@ from zmq.utils.monitor import recv_monitor_message
 
 log = logging.getLogger("tmrlx.broker")
 Frames = list[Any]
+Chunk = tuple[int, Frames, int, str, int]  # rows, frames, bytes, session, seq
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 MAX_PENDING = 1024
 MAX_GRANT = 256  # rows of step credit a paced actor holds at most (one full chunk)
@@ -96,9 +99,7 @@ class Peer:
     paced: bool = False  # actor: waits for step credit
     steps: int = 0  # paced actor: rows granted and not yet received
     steps_due: int = 0  # paced actor: rows granted and not yet told
-    forwarded: int = -1  # actor: highest seq of its chunks sent on to a learner
     assembly: parts.Assembly | None = None  # learner: the weights message its WEIGHTS_PARTs are building
-    rewind: int = -1  # actor: to be told to send its unacknowledged chunks up to this seq again (-1: nothing)
     rows: int = 0  # actor: rows received over this connection
     info: dict = field(default_factory=dict)
     since: float = 0.0  # when it connected (the broker's clock)
@@ -135,13 +136,15 @@ class Broker:
         self.peers: dict[bytes, Peer] = {}
         self._pending: OrderedDict[bytes, ServerHandshake] = OrderedDict()
         self._learner: bytes | None = None
-        self._buffer: deque[tuple[int, Frames, int, str, int]] = deque()  # rows, frames, bytes, session, seq
+        self._buffer: deque[Chunk] = deque()
+        self._unacked: dict[str, deque[Chunk]] = {}  # actor session -> chunks forwarded, not yet acknowledged
+        self._unacked_rows = 0  # at most max_buffered: a learner that acknowledges nothing gets nothing more
         self._buffered = 0
         self._weights: tuple[int, list[Frames]] | None = None  # version, its messages: one, or its WEIGHTS_PARTs
         self._episodes: deque[Frames] = deque(maxlen=1000)
         self._checked: dict[bytes, int] = {}  # chunk declarations -> rows, for those that passed the check
         self._sessions: dict[str, bytes] = {}  # actor session -> its connection, to relay the learner's acks
-        self._urgent: set[bytes] = set()  # actors owed a batch of credit, steps or a rewind (the rest waits for chores)
+        self._urgent: set[bytes] = set()  # actors owed a batch of credit or steps (the rest waits for chores)
         self._paced: set[bytes] = set()
         self._allow = self._forwarded = self._granted = 0  # rows: the learner allows, got, paced actors may still make
         self.counts = dict.fromkeys(("samples_in", "bytes_in", "samples_out", "bytes_out", "chunks_in", "chunks_out",
@@ -327,22 +330,13 @@ class Broker:
         self._send(ident, hs.welcome(self.settings.auth_key, credit, self._hb))
         log.info("%s %s connected from %s%s", hs.role, hs.session, hs.address, " (paced)" if peer.paced else "")
         if hs.role == "learner":
-            self._learner_joined(ident)
+            self._learner = ident
         elif hs.role == "actor":
             self._sessions[hs.session] = ident
             if peer.paced:
                 self._paced.add(ident)
                 self._grant()
             self._give_weights(ident, peer)
-
-    def _learner_joined(self, ident: bytes) -> None:
-        """A new learner connection has nothing yet: actors send again what went to an earlier one unacknowledged."""
-        self._learner = ident
-        self._allow = self._forwarded = 0
-        for i, p in self.peers.items():
-            if p.role == "actor" and p.forwarded > p.acked:
-                p.rewind = p.forwarded
-                self._urgent.add(i)
 
     def _actor_slot_free(self) -> bool:
         """Whether NB_WORKERS leaves room for one more actor.
@@ -400,6 +394,11 @@ class Broker:
             peer = self.peers.get(ident) if ident is not None else None
             if peer is not None and seq > peer.acked:
                 peer.acked = seq  # told with the next credit, or within a heartbeat
+            unacked = self._unacked.get(session)
+            while unacked and unacked[0][4] <= seq:
+                self._unacked_rows -= unacked.popleft()[0]
+            if not unacked:
+                self._unacked.pop(session, None)
         if "allow" in h:
             self._allow = h["allow"]
             self._grant()
@@ -508,7 +507,7 @@ class Broker:
 
     def _flush(self) -> None:
         """Forward what the learner has credit for; tell actors what cannot wait for their next heartbeat: credit once a
-        batch of chunks is owed (and the FIFO has room), steps and rewinds."""
+        batch of chunks is owed (and the FIFO has room), and steps."""
         urgent, self._urgent = self._urgent, set()
         for ident in urgent:  # one that found its queue full is told at its next heartbeat
             peer = self.peers.get(ident)  # (a send may find a peer gone and forget it)
@@ -517,13 +516,15 @@ class Broker:
         to = self._learner
         learner = self.peers.get(to) if to is not None else None
         while to is not None and learner is not None and learner.credit > 0 and self._buffer:
-            rows, frames, nbytes, session, seq = self._buffer[0]
+            if self._unacked_rows >= self.settings.max_buffered:
+                self._warn("unacked", f"the learner acknowledged none of the last {self._unacked_rows} rows it got: "
+                                      "nothing more until it does")
+                break
+            rows, frames, nbytes, session, _ = self._buffer[0]
             if not self._send(to, frames):
                 break
-            self._buffer.popleft()
-            owner = self._sessions.get(session)
-            if owner is not None:
-                self.peers[owner].forwarded = seq
+            self._unacked.setdefault(session, deque()).append(self._buffer.popleft())
+            self._unacked_rows += rows
             self._buffered -= rows
             learner.credit -= 1
             self._forwarded += rows
@@ -535,22 +536,19 @@ class Broker:
 
     def _tell(self, ident: bytes, peer: Peer, batch: int) -> bool:
         """Send an actor what is due in one CREDIT: credit when `batch` chunks are owed and the FIFO has room, the
-        learner's newest ack, steps, a rewind. Whether something was sent."""
+        learner's newest ack, steps. Whether something was sent."""
         room = self._buffered < self.settings.max_buffered
         h: dict[str, Any] = {"n": peer.owed if room and peer.owed >= batch else 0}
         if peer.acked > peer.ack_sent:
             h["ack"] = peer.acked
         if peer.steps_due:
             h["steps"] = peer.steps_due
-        if peer.rewind >= 0:
-            h["rewind"] = peer.rewind
         sent = (len(h) > 1 or h["n"] > 0) and self._send(ident, make(MsgType.CREDIT, h))
         if sent:
             peer.owed -= h["n"]
             peer.credit += h["n"]
             peer.ack_sent = h.get("ack", peer.ack_sent)
             peer.steps_due = 0
-            peer.rewind = -1
         return sent
 
     def _chores(self) -> None:
@@ -575,6 +573,7 @@ class Broker:
         if ident == self._learner:
             self._learner = None
             self._allow = self._forwarded = 0
+            self._take_back()
         elif self._sessions.get(peer.session) == ident:
             del self._sessions[peer.session]
         self._urgent.discard(ident)
@@ -584,6 +583,15 @@ class Broker:
             self._grant()
         if why:
             log.info("%s %s %s", peer.role, peer.session, why)
+
+    def _take_back(self) -> None:
+        """The chunks a learner that went did not acknowledge go back to the head of the FIFO, in the order they left:
+        the next learner gets every stream in order (its ingest drops rows the last one had checkpointed)."""
+        back = [chunk for unacked in self._unacked.values() for chunk in unacked]
+        self._unacked.clear()
+        self._buffer.extendleft(reversed(back))
+        self._buffered += self._unacked_rows
+        self._unacked_rows = 0
 
     def _warn(self, key: str, message: str, every: float = 5.0) -> None:
         """Log a warning, at most once per `every` seconds per kind (a flood must not flood the terminal)."""

@@ -13,6 +13,7 @@ from tmrlx.common.config import load_config
 from tmrlx.common.kinds import spec_from_config
 from tmrlx.common.wire.codec import MAGIC, VERSION
 from tmrlx.common.wire.protocol import MsgType, make, parse
+from tmrlx.learner.ingest import Ingest
 from tmrlx.learner.link import LearnerClient
 from zmq.utils.monitor import recv_monitor_message
 
@@ -102,6 +103,35 @@ def test_a_full_broker_withholds_credit_and_the_actor_drops_its_oldest_unsent_ch
         assert wait_for(lambda: actor.stats()["held"] == 0 and actor.stats()["acked"] == 7)
         actor.close()
         learner.close()
+
+
+def test_a_learner_that_takes_over_ingests_every_row_its_predecessor_left_unacknowledged_once():
+    """What the broker forwarded to a learner that went unacknowledged goes to the next one first, in order."""
+    with running_broker(CFG) as (broker, cfg):
+        actor, first = ActorClient(cfg, SPEC), LearnerClient(cfg, SPEC, window=2)
+        assert actor.wait_connected(10) and first.wait_connected(10)
+        for i in range(8):
+            actor.send_samples(numbered_chunk(SPEC, 5 * i, 5))
+        assert wait_for(lambda: broker.stats()["buffered"] == 30 and first.stats()["inbox"] == 2)
+        taken = first.poll_samples()  # two chunks, never acknowledged: the learner is gone before its next poll
+        assert rows_of(taken)[actor.session] == list(range(10))
+        first.close()
+        assert wait_for(lambda: not broker.stats()["learner"], 10)
+        second, ingest, order = LearnerClient(cfg, SPEC), Ingest(SPEC), []
+
+        def ingested() -> bool:
+            for meta, arrays in second.poll_samples(timeout=0.2):
+                order.extend(int(r) for r in arrays["reward"])
+                ingest.rows_of(meta, arrays)
+            return ingest.rows >= 40
+
+        assert wait_for(ingested, 20)
+        assert order == list(range(40))  # before: the broker's 30 rows first, then the actor's resent 10 (dropped)
+        assert ingest.accounts() == {"ingested_rows": 40, "duplicate_rows": 0, "actor_dropped_rows": 0, "lost_rows": 0}
+        second.poll_samples()  # acknowledges what it ingested: the actor lets go of everything
+        assert wait_for(lambda: actor.stats()["held"] == 0 and actor.stats()["acked"] == 8)
+        for c in (actor, second):
+            c.close()
 
 
 def test_wrong_password_is_refused_on_both_sides_and_the_broker_goes_on(caplog):

@@ -22,7 +22,9 @@ import msgpack
 import numpy as np
 
 MAGIC = b"TMX"
-VERSION = 4  # 4: WEIGHTS_PART; 3: declarations as one bin, checked once per distinct value; 2: as a list; 1: one frame per array
+# 5: no CREDIT rewind (the broker keeps what a learner has not acknowledged); 4: WEIGHTS_PART; 3: declarations as one
+# bin, checked once per distinct value; 2: as a list; 1: one frame per array
+VERSION = 5
 PREFIX = len(MAGIC) + 2
 ALIGN = 8
 MAX_HEADER_BYTES = 1 << 16

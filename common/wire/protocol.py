@@ -68,9 +68,8 @@ SCHEMAS: dict[MsgType, dict[str, Field]] = {
     MsgType.WELCOME: {"mac": MAC, "credit": CREDIT, "heartbeat_s": number(0.001, 60.0).optional()},
     MsgType.SAMPLES: META,  # the chunk contract's header (tmrlx.common.chunks)
     # n: more chunks the receiver may send; to an actor also ack (the highest seq of its chunks the learner ingested),
-    # steps (rows a paced actor may produce) and rewind (send your unacknowledged chunks up to this seq again: a learner
-    # connection that had them is gone)
-    MsgType.CREDIT: {"n": CREDIT, "ack": VERSION.optional(), "steps": CREDIT.optional(), "rewind": COUNT.optional()},
+    # steps (rows a paced actor may produce)
+    MsgType.CREDIT: {"n": CREDIT, "ack": VERSION.optional(), "steps": CREDIT.optional()},
     MsgType.WEIGHTS: {"version": VERSION, "meta": MAP},  # meta: the weights contract's (checked by the broker)
     MsgType.EPISODE: {"stats": MAP, "session": IDENT.optional()},  # stats: the episode contract's (checked where used)
     # version: from an actor, the WEIGHTS it just received; to the learner, the WEIGHTS the broker stored or refused
