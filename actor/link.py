@@ -5,8 +5,8 @@ message and queues it; when the queue is full the oldest unsent chunk is dropped
 headers of chunks stamped after it carry the count, so the learner tells a drop from a loss). A
 sent chunk is held until the learner acknowledges it (relayed by the broker), at most `max_held`
 chunks and `max_held_bytes`; what is held goes back to the front of the queue (which keeps its
-bound) after a reconnect or when the broker says a learner connection that had them is gone, and is
-sent again (the learner drops duplicates by `step0`). A paced actor (a lockstep environment, which
+bound) after a reconnect and is sent again (the learner drops duplicates by `step0`); what the broker
+forwarded to a learner that went, the broker itself gives the next one. A paced actor (a lockstep environment, which
 can wait) takes steps only on the step credit the learner allows (`acquire_steps`), so it never
 outruns the learner.
 """
@@ -153,19 +153,14 @@ class ActorClient(Link):
             self._steps = 0  # step credit is the broker's to give: a restarted one starts from nothing
 
     def _on_disconnect(self) -> None:
-        self._send_again(2**62)
-        self._credit = 0
-
-    def _send_again(self, upto: int) -> None:
-        """Held chunks up to seq `upto` go out again, before anything newer (the learner drops duplicates); the queue
-        keeps its bound, dropping the oldest."""
+        """Every held chunk goes out again, before anything newer (the learner drops duplicates); the queue keeps its
+        bound, dropping the oldest."""
         with self._lock:
-            again = [item for item in self._held if item[0] <= upto]
-            self._held = deque(item for item in self._held if item[0] > upto)
-            self._held_bytes = sum(item[3] for item in self._held)
-            self._resent += len(again)
-            self._queue.extendleft(reversed(again))
+            self._resent += len(self._held)
+            self._queue.extendleft(reversed(self._held))
+            self._held, self._held_bytes = deque(), 0
             self._trim()
+        self._credit = 0
 
     def _on_message(self, mtype: MsgType, header: dict, arrays: dict) -> None:
         if mtype is MsgType.CREDIT:

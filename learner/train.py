@@ -299,7 +299,7 @@ class Trainer:
         if ingested > self.ingest.rows:
             log.warning("the last run ingested %d rows after checkpoint %s and was stopped before saving again (killed?): "
                         "those whose acknowledgement reached their actor are lost, the others come again; lost_rows in "
-                        "the metrics counts them exactly as the actors send again", ingested - self.ingest.rows,
+                        "the metrics counts them exactly as the later chunks arrive", ingested - self.ingest.rows,
                         self.checkpoints.directory / str(step))
         saved = Counters(**meta["counters"])
         restored = asdict(saved)
