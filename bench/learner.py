@@ -1,13 +1,14 @@
 """Learner benchmark: fused SAC / REDQ updates/s vs the plain way and vs the FLOP ceiling (`just bench learner`).
 
-The FLOP ceiling is the update's FLOPs (XLA cost analysis) against the jitted matmul GFLOP/s measured
-in the same run; `*_overhead_ms` is the measured time per update minus that FLOP-bound time, the figure that
-boxes of different speeds can compare. "Plain" is one jitted step per Python call on a batch sampled on the host. With several
-devices visible, `sac_mlp_updates_per_s_devices_{n}` is the fused SAC block data parallel on n of them. "tmrl_*" is
-TMRL itself re-created in PyTorch (`bench.tmrl_reference`), timed in the same run when torch is installed:
-as users run it, in a child process with glibc's default malloc, while tmrlx runs as `tmrlx learner` does
-(with `learner.allocator`'s malloc tunables); `tmrl_sac_cnn_same_malloc_updates_per_s` times TMRL's CNN
-update in this process, with the same tunables, for a like-for-like figure.
+The FLOP ceiling is the update's FLOPs (XLA cost analysis) against the jitted matmul GFLOP/s measured in the same run;
+`*_overhead_ms` is the measured time per update minus that FLOP-bound time, the figure that boxes of different speeds
+can compare; `*_dots_alone_ms` is the time of the update's own matmuls (their shapes after autodiff and vmap) run as a
+program of nothing else, what an update with free non-matmul work would take. "Plain" is one jitted step per Python
+call on a batch sampled on the host. With several devices visible, `sac_mlp_updates_per_s_devices_{n}` is the fused
+SAC block data parallel on n of them. "tmrl_*" is TMRL itself re-created in PyTorch (`bench.tmrl_reference`), timed in
+the same run when torch is installed: as users run it, in a child process with glibc's default malloc, while tmrlx
+runs as `tmrlx learner` does (with `learner.allocator`'s malloc tunables); `tmrl_sac_cnn_same_malloc_updates_per_s`
+times TMRL's CNN update in this process, with the same tunables, for a like-for-like figure.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.extend import core as jcore
 from tmrlx.common.chunks import MAX_ROWS, StreamCounter
 from tmrlx.common.config import load_config
 from tmrlx.common.kinds import spec_from_config
@@ -47,10 +49,12 @@ def timed(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
-def matmul_gflops(n: int = 1024) -> float:
+def matmul_gflops(n: int = 1024, readings: int = 5) -> float:
+    """A jitted n x n matmul's GFLOP/s: the best of `readings` medians of 10 calls (one median swings by a third on a
+    shared box, and a ceiling is the best rate the box sustains)."""
     a = jnp.ones((n, n), jnp.float32)
     f = jax.jit(lambda x: x @ x)
-    return 2 * n**3 / timed(lambda: f(a).block_until_ready(), 10) / 1e9
+    return max(2 * n**3 / timed(lambda: f(a).block_until_ready(), 10) / 1e9 for _ in range(readings))
 
 
 def flops(compiled) -> float:
@@ -59,10 +63,11 @@ def flops(compiled) -> float:
     return float(cost["flops"])
 
 
-def update_flops(sac: SAC, state, replay) -> float:
-    """FLOPs per critic update, from loop-free programs (XLA counts a scan body once, not per iteration) given their
-    noise: the random draws' integer arithmetic is not the update's maths."""
-    noise = {k: v if k == "eps" else v[-1] for k, v in jax.jit(sac.noise)(state.key, replay).items()}  # the last update's
+def loop_free(sac: SAC, state, replay):
+    """(critic, full, noise): one critic update and one critic + actor update as loop-free functions of (state, replay,
+    noise), with the last update's noise given: XLA counts a scan body once, and the random draws' integer arithmetic is
+    not the update's maths."""
+    noise = {k: v if k == "eps" else v[-1] for k, v in jax.jit(sac.noise)(state.key, replay).items()}
 
     def critic(st, rep, n):
         batch, w = sac.sample(rep, n["rows"])
@@ -71,13 +76,51 @@ def update_flops(sac: SAC, state, replay) -> float:
     def full(st, rep, n):
         return sac.actor_step(critic(st, rep, n), *sac.sample(rep, n["rows"]), n["eps"])[0]
 
+    return critic, full, noise
+
+
+def update_flops(sac: SAC, state, replay) -> float:
+    """FLOPs per critic update (a unit's G - 1 critic updates and its last, with the actor's, averaged)."""
+    critic, full, noise = loop_free(sac, state, replay)
     f_critic, f_full = (flops(jax.jit(f).lower(state, replay, noise).compile()) for f in (critic, full))
     return ((sac.g - 1) * f_critic + f_full) / sac.g
+
+
+def dots_of(jaxpr, out: list) -> list:
+    """Every `dot_general` of `jaxpr` and the jaxprs it calls: (lhs shape, rhs shape, dimension numbers)."""
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name == "dot_general":
+            out.append((eqn.invars[0].aval.shape, eqn.invars[1].aval.shape, eqn.params["dimension_numbers"]))
+        for sub in jcore.jaxprs_in_params(eqn.params):
+            dots_of(sub, out)
+    return out
+
+
+def dots_alone_ms(sac: SAC, state, replay, repeats: int) -> float:
+    """ms per critic update of the update's own matmuls (the same shapes and dimension numbers, after autodiff and
+    vmap) run as one program of nothing else: what the update would cost if every other operation were free."""
+    critic, full, noise = loop_free(sac, state, replay)
+    rng = np.random.default_rng(0)
+
+    def program(fn):
+        dots = dots_of(jax.make_jaxpr(fn)(state, replay, noise).jaxpr, [])
+        operands = [(jnp.asarray(rng.standard_normal(a, np.float32)), jnp.asarray(rng.standard_normal(b, np.float32)))
+                    for a, b, _ in dots]
+        run = jax.jit(lambda ops: [jax.lax.dot_general(x, y, dn) for (x, y), (_, _, dn) in zip(ops, dots, strict=True)])
+        return lambda: jax.block_until_ready(run(operands))
+
+    t_critic, t_full = (timed(program(fn), repeats) for fn in (critic, full))
+    return 1e3 * ((sac.g - 1) * t_critic + t_full) / sac.g
 
 
 def overhead_ms(updates_per_s: float, flops_per_update: float, gflops: float) -> float:
     """Measured ms per update minus its FLOP-bound ms: what boxes of different speeds can compare."""
     return 1e3 / updates_per_s - 1e3 * flops_per_update / (gflops * 1e9)
+
+
+def dots_line(updates_per_s: float, flops_per_update: float, dots_ms: float, gflops: float) -> str:
+    return (f"its matmuls alone {dots_ms:.2f} ms ({flops_per_update / gflops / 1e6 / dots_ms:.0%} of the ceiling), "
+            f"the update {1e3 / updates_per_s / dots_ms:.0%} of that")
 
 
 def filled_replay(spec, rows: int, seed: int = 0):
@@ -113,11 +156,13 @@ def host_sample(host: dict, spec, rng, batch: int) -> tuple[dict, np.ndarray]:
     return b, np.ones(batch, np.float32)
 
 
-def fused(cfg, spec, arch, units: int, repeats: int) -> tuple[float, float]:
-    """(updates/s, FLOPs per update) of the fused, device-sampled block on one device."""
+def fused(cfg, spec, arch, units: int, repeats: int, dots: bool = False) -> tuple[float, float, float]:
+    """(updates/s, FLOPs per update, ms per update of its matmuls alone when `dots`, else nan) of the fused,
+    device-sampled block on one device."""
     sac, state, replay = fused_setup(cfg, spec, arch, units, Devices(jax.devices()[:1]))
     per_update = update_flops(sac, state, replay)
-    return updates_per_s(sac, state, replay, repeats), per_update
+    dots_ms = dots_alone_ms(sac, state, replay, 5 * repeats) if dots else float("nan")
+    return updates_per_s(sac, state, replay, repeats), per_update, dots_ms
 
 
 def fused_setup(cfg, spec, arch, units: int, devices: Devices):
@@ -226,28 +271,29 @@ def main() -> None:
     out: dict = {"device": f"{device.device_kind} ({device.platform})", "matmul_gflops": round(gflops, 1)}
 
     units = 50 if gpu else 10
-    ups, f = fused(lidar, spec, arch, units, 10 if gpu else 5)
+    ups, f, dots = fused(lidar, spec, arch, units, 10 if gpu else 5, dots=True)
     out.update(sac_mlp_updates_per_s=ups, sac_mlp_flop_bound_updates_per_s=gflops * 1e9 / f, sac_mlp_gflop_per_update=f / 1e9,
-               sac_mlp_overhead_ms=overhead_ms(ups, f, gflops))
+               sac_mlp_overhead_ms=overhead_ms(ups, f, gflops), sac_mlp_dots_alone_ms=dots)
     print(f"SAC lidar MLP fused x{units}: {ups:.1f} updates/s (ceiling {gflops * 1e9 / f:.1f}, {ups * f / gflops / 1e7:.0f}%; "
-          f"{f / 1e9:.3f} GFLOP/update; overhead {out['sac_mlp_overhead_ms']:.2f} ms/update)")
+          f"{f / 1e9:.3f} GFLOP/update; overhead {out['sac_mlp_overhead_ms']:.2f} ms/update); {dots_line(ups, f, dots, gflops)}")
     if len(jax.devices()) > 1:
         out.update(sac_mlp_updates_per_s_devices_1=ups, **data_parallel(lidar, spec, arch, units, 10 if gpu else 5))
     out["sac_mlp_plain_updates_per_s"] = plain(lidar, spec, arch, 30)
     print(f"SAC lidar MLP plain (host sampling, one step per call): {out['sac_mlp_plain_updates_per_s']:.1f} updates/s")
 
     redq = lidar.replace({"ALG": {"ALGORITHM": "REDQSAC"}})
-    ups, f = fused(redq, spec, arch, 1, 5)
+    ups, f, dots = fused(redq, spec, arch, 1, 5, dots=True)
     out.update(redq_mlp_critic_updates_per_s=ups, redq_mlp_flop_bound_critic_updates_per_s=gflops * 1e9 / f,
-               redq_mlp_overhead_ms=overhead_ms(ups, f, gflops))
+               redq_mlp_overhead_ms=overhead_ms(ups, f, gflops), redq_mlp_dots_alone_ms=dots)
     print(f"REDQ lidar MLP (N10 M2 G20): {ups:.1f} critic updates/s (ceiling {gflops * 1e9 / f:.1f}, "
-          f"{ups * f / gflops / 1e7:.0f}%; overhead {out['redq_mlp_overhead_ms']:.2f} ms/critic update)")
+          f"{ups * f / gflops / 1e7:.0f}%; overhead {out['redq_mlp_overhead_ms']:.2f} ms/critic update); "
+          f"{dots_line(ups, f, dots, gflops)}")
 
     if not args.skip_cnn:
         full = load_config(overrides={**base, "ENV": {"RTGYM_INTERFACE": "TM20FULL"}})
         cspec = spec_from_config(full)
         t = time.perf_counter()
-        ups, f = fused(full, cspec, Arch.for_spec(cspec), 1, 10 if gpu else 3)
+        ups, f, _ = fused(full, cspec, Arch.for_spec(cspec), 1, 10 if gpu else 3)
         out.update(sac_cnn_updates_per_s=ups, sac_cnn_flop_bound_updates_per_s=gflops * 1e9 / f, sac_cnn_gflop_per_update=f / 1e9,
                    sac_cnn_overhead_ms=overhead_ms(ups, f, gflops))
         print(f"SAC image CNN: {ups:.2f} updates/s (ceiling {gflops * 1e9 / f:.2f}, {ups * f / gflops / 1e7:.0f}%; "

@@ -142,3 +142,30 @@ def test_playback_drives_each_weights_copy_and_names_the_first_crash_after_a_fin
     assert figures["copies"] == 3 and figures["episodes"] == 6 and figures["finished"] == 2
     assert figures["first_failed_after_finishing"] == 30
     assert 354 < figures["best_lap_steps"] <= figures["median_lap_steps"] < cfg.RW_MAX_SAMPLES_PER_EPISODE
+
+
+def test_the_dots_alone_program_holds_every_matmul_of_the_update():
+    """`dots_alone_ms` times the update's own matmuls: their FLOPs are the update's but for its elementwise work."""
+    import jax
+    from tmrlx.common.config import load_config
+    from tmrlx.common.kinds import spec_from_config
+    from tmrlx.common.weights import Arch
+    from tmrlx.learner.devices import Devices
+
+    from bench.learner import dots_of, flops, fused_setup, loop_free
+
+    cfg = load_config(overrides={"BATCH_SIZE": 64, "CUDA_TRAINING": False, "ENV": {"RTGYM_INTERFACE": "TM20LIDAR"}})
+    spec = spec_from_config(cfg)
+    sac, state, replay = fused_setup(cfg, spec, Arch.for_spec(spec), 1, Devices(jax.devices()[:1]))
+    _, full, noise = loop_free(sac, state, replay)
+    dots = dots_of(jax.make_jaxpr(full)(state, replay, noise).jaxpr, [])
+
+    def dot_flops(lhs, rhs, dimension_numbers):
+        (lc, rc), (lb, rb) = dimension_numbers
+        free = [n for i, n in enumerate(lhs) if i not in lc] + [n for i, n in enumerate(rhs) if i not in rc + rb]
+        return 2 * np.prod(free) * np.prod([lhs[i] for i in lc])
+
+    matmul = sum(dot_flops(*d) for d in dots)
+    # forward, input and kernel gradients of both critics twice and of the actor: 30-odd dots
+    assert len(dots) > 25
+    assert 0.9 < matmul / flops(jax.jit(full).lower(state, replay, noise).compile()) <= 1.0
