@@ -82,7 +82,9 @@ def test_weights_reach_actors_on_connect_and_on_change_and_episodes_reach_the_le
 
 
 def test_a_full_broker_withholds_credit_and_the_actor_drops_its_oldest_unsent_chunks_counted():
-    with running_broker(CFG.replace({"BUFFERS_MAXLEN": 15}), actor_window=3) as (broker, cfg):
+    # full from the first chunk on, so no credit comes back whichever way the three chunks arrive (with room for three
+    # chunks, one that arrived alone got its credit back while the broker still had room)
+    with running_broker(CFG.replace({"BUFFERS_MAXLEN": 5}), actor_window=3) as (broker, cfg):
         actor = ActorClient(cfg, SPEC, max_queue=3)
         assert actor.wait_connected(10)
         for i in range(3):  # the window: 15 rows, the broker is full and gives no credit back

@@ -5,11 +5,12 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+from multiprocessing import resource_tracker
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import _running_children, stop
+from tests.conftest import HELPERS, _running_children, stop
 
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc")
@@ -29,3 +30,11 @@ def test_a_child_left_running_is_found_and_stopped_and_one_that_ignores_sigterm_
         for proc in (polite, stubborn):
             proc.kill()
             proc.wait()
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc")
+def test_the_standard_librarys_resource_tracker_is_not_a_leak():
+    """multiprocessing starts its resource tracker once and keeps it: the test that first used it did not leave it."""
+    resource_tracker.ensure_running()
+    tracker = [cmd for cmd in _running_children().values() if "resource_tracker" in cmd]
+    assert tracker and all(any(helper in cmd for helper in HELPERS) for cmd in tracker)
