@@ -9,8 +9,7 @@ from multiprocessing import resource_tracker
 from pathlib import Path
 
 import pytest
-
-from tests.conftest import HELPERS, _running_children, stop
+from conftest import HELPERS, _running_children, stop  # tests/conftest.py, which pytest has imported by that name
 
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc")
