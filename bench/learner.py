@@ -81,9 +81,10 @@ def loop_free(sac: SAC, state, replay):
     return critic, full, noise
 
 
-def update_flops(sac: SAC, state, replay) -> float:
-    """FLOPs per critic update (a unit's G - 1 critic updates and its last, with the actor's, averaged)."""
-    critic, full, noise = loop_free(sac, state, replay)
+def update_flops(sac: SAC, state, replay, parts) -> float:
+    """FLOPs per critic update (a unit's G - 1 critic updates and its last, with the actor's, averaged) of `loop_free`'s
+    `parts`."""
+    critic, full, noise = parts
     f_critic, f_full = (flops(jax.jit(f).lower(state, replay, noise).compile()) for f in (critic, full))
     return ((sac.g - 1) * f_critic + f_full) / sac.g
 
@@ -98,10 +99,11 @@ def dots_of(jaxpr, out: list) -> list:
     return out
 
 
-def dots_alone_ms(sac: SAC, state, replay, repeats: int) -> float:
-    """ms per critic update of the update's own matmuls (the same shapes and dimension numbers, after autodiff and
-    vmap) run as one program of nothing else: what the update would cost if every other operation were free."""
-    critic, full, noise = loop_free(sac, state, replay)
+def dots_alone_ms(sac: SAC, state, replay, parts, repeats: int) -> float:
+    """ms per critic update of the matmuls of `loop_free`'s `parts` (the same shapes and dimension numbers, after
+    autodiff and vmap) run as one program of nothing else: what the update would cost if every other operation were
+    free."""
+    critic, full, noise = parts
     rng = np.random.default_rng(0)
 
     def program(fn):
@@ -162,8 +164,9 @@ def fused(cfg, spec, arch, units: int, repeats: int, dots: bool = False) -> tupl
     """(updates/s, FLOPs per update, ms per update of its matmuls alone when `dots`, else nan) of the fused,
     device-sampled block on one device."""
     sac, state, replay = fused_setup(cfg, spec, arch, units, Devices(jax.devices()[:1]))
-    per_update = update_flops(sac, state, replay)
-    dots_ms = dots_alone_ms(sac, state, replay, 5 * repeats) if dots else float("nan")
+    parts = loop_free(sac, state, replay)
+    per_update = update_flops(sac, state, replay, parts)
+    dots_ms = dots_alone_ms(sac, state, replay, parts, 5 * repeats) if dots else float("nan")
     return updates_per_s(sac, state, replay, repeats), per_update, dots_ms
 
 

@@ -12,7 +12,7 @@ import os
 import signal
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pytest
@@ -51,11 +51,12 @@ def _no_child_process_outlives_its_test() -> Iterator[None]:
     warnings.warn(f"the test left child processes running, now stopped: {sorted(left.values())}", stacklevel=1)
 
 
-def stop(pids) -> None:
+def stop(pids: Iterable[int]) -> None:
     """SIGTERM to each of `pids`, SIGKILL to those still running 5 s later (their parents reap them)."""
+    wanted = set(pids)
     for sig in (signal.SIGTERM, signal.SIGKILL):
-        for pid in set(pids) & set(_running_children()):
+        for pid in wanted & set(_running_children()):
             os.kill(pid, sig)
         deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and set(pids) & set(_running_children()):
+        while time.monotonic() < deadline and wanted & set(_running_children()):
             time.sleep(0.05)
